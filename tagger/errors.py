@@ -1,0 +1,36 @@
+"""One error family: everything a user can cause raises a TaggerError that names the file.
+
+The CLI catches TaggerError only, prints ``str(error)`` on one line and exits non-zero;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class TaggerError(Exception):
+    """An expected failure, described in one line for the user."""
+
+    def __init__(self, path: str | Path | None, reason: str, hint: str | None = None) -> None:
+        self.path = Path(path) if path is not None else None
+        self.reason = reason
+        self.hint = hint
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = f"{self.path}: " if self.path is not None else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}{self.reason}{hint}"
+
+
+class DecodeError(TaggerError):
+    """An audio file could not be read or decoded."""
+
+
+class ModelFileError(TaggerError):
+    """A model or checkpoint file is missing, corrupt or of a kind we refuse to load."""
+
+
+class UsageError(TaggerError):
+    """A bad option or argument (unknown tag, unknown device...)."""
