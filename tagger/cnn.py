@@ -12,7 +12,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from tagger.frontend import FrontEndConfig, LogMel
+from tagger.frontend import FrontEndConfig
+from tagger.tagmodel import TagModel
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 
@@ -106,16 +107,14 @@ class ConvBlock(nn.Module):
         return self.dropout(self.pool(x))
 
 
-class ShortChunkCNN(nn.Module):
+class ShortChunkCNN(TagModel):
     """waveforms ``[B, T]`` float32 mono at the front-end's rate → tag probabilities ``[B, n_tags]``."""
 
     architecture = "ShortChunkCNN"
 
     def __init__(self, frontend: FrontEndConfig, config: CNNConfig) -> None:
-        super().__init__()
-        self.frontend_config = frontend
+        super().__init__(frontend)
         self.config = config
-        self.frontend = LogMel(frontend)
         self.input_bn = nn.BatchNorm2d(1, eps=config.bn_eps) if config.input_bn else nn.Identity()
         blocks, c_in = [], 1
         for i, block in enumerate(config.blocks):
@@ -137,18 +136,8 @@ class ShortChunkCNN(nn.Module):
             return torch.amax(x, dim=(2, 3))
         return torch.flatten(x, 1)
 
-    def logits_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.head_dropout(self.embed_logmel(logmel)))
-
-    def logits(self, waveforms: torch.Tensor) -> torch.Tensor:
-        return self.logits_logmel(self.frontend(waveforms))
-
-    def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """waveforms ``[B, T]`` → penultimate features ``[B, embedding_size]``."""
-        return self.embed_logmel(self.frontend(waveforms))
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(waveforms))
+    def head(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.head_dropout(embedding))
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.to_dict()

@@ -20,18 +20,18 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from tagger.cnn import ShortChunkCNN
 from tagger.errors import ModelFileError
 from tagger.frontend import FrontEndConfig
 from tagger.musicnn import MusiCNN
+from tagger.tagmodel import TagModel
 from tagger.vocab import Vocabulary
 
 FORMAT = "tagger-model/1"
 METADATA_KEY = "tagger"
 DEFAULT_MODEL = "musicnn-vgg-mtt"
-ARCHITECTURES: dict[str, type[nn.Module]] = {"ShortChunkCNN": ShortChunkCNN, "MusiCNN": MusiCNN}
+ARCHITECTURES: dict[str, type[TagModel]] = {"ShortChunkCNN": ShortChunkCNN, "MusiCNN": MusiCNN}
 _PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar"}
 
 
@@ -148,13 +148,13 @@ def _numel(shape: list[int]) -> int:
     return n
 
 
-def build_model(card: ModelCard) -> nn.Module:
+def build_model(card: ModelCard) -> TagModel:
     arch = ARCHITECTURES[card.architecture]
     return arch.from_config_dict(card.frontend, card.config)
 
 
 def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL,
-               device: str | torch.device = "cpu") -> nn.Module:
+               device: str | torch.device = "cpu") -> TagModel:
     """Load a built-in model by name or a model file by path, in eval mode on ``device``.
 
     The returned module maps waveforms ``[B, T]`` (float32, mono, ``model.card.sample_rate``)
@@ -172,7 +172,7 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL,
     return model.eval().to(device)
 
 
-def save_model(model: nn.Module, path: str | os.PathLike[str], card: ModelCard) -> ModelCard:
+def save_model(model: TagModel, path: str | os.PathLike[str], card: ModelCard) -> ModelCard:
     """Write ``model``'s weights and ``card`` atomically (a temporary file, then a rename)."""
     path = Path(path)
     card.architecture = model.architecture

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tagger.frontend import FrontEndConfig, LogMel
+from tagger.frontend import FrontEndConfig
+from tagger.tagmodel import TagModel
 
 EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the weights were trained with
 
@@ -56,14 +57,12 @@ class _Conv1dReluBN(nn.Module):
         return self.bn(F.relu(self.conv(x)))
 
 
-class MusiCNN(nn.Module):
+class MusiCNN(TagModel):
     architecture = "MusiCNN"
 
     def __init__(self, frontend: FrontEndConfig, config: MusiCNNConfig) -> None:
-        super().__init__()
-        self.frontend_config = frontend
+        super().__init__(frontend)
         self.config = config
-        self.frontend = LogMel(frontend)
         c = config
         self.input_bn = nn.BatchNorm2d(1, eps=EPS)
         # timbral: (7 frames × 40% / 70% of the bands), time padded by 3 each side
@@ -98,17 +97,8 @@ class MusiCNN(nn.Module):
         h = F.relu(self.dense(self.dropout(self.pool_bn(pooled))))
         return self.dense_bn(h)
 
-    def logits_logmel(self, logmel: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.dropout(self.embed_logmel(logmel)))
-
-    def logits(self, waveforms: torch.Tensor) -> torch.Tensor:
-        return self.logits_logmel(self.frontend(waveforms))
-
-    def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
-        return self.embed_logmel(self.frontend(waveforms))
-
-    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(waveforms))
+    def head(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(embedding))
 
     def config_dict(self) -> dict[str, Any]:
         return self.config.to_dict()

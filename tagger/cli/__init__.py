@@ -1,0 +1,49 @@
+"""The ``tagger`` command line. Commands parse options, call one library function, and print;
+the library never prints. Expected failures (TaggerError) become one line on stderr and exit
+status 1; ``--verbose`` adds the traceback."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+
+from tagger import __version__
+from tagger.cli import models_cmd, tag_cmd
+from tagger.errors import TaggerError
+
+app = typer.Typer(
+    name="tagger", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Tag a music library with short-chunk CNNs (50 MagnaTagATune tags).",
+    context_settings={"help_option_names": ["-h", "--help"]})
+app.command("tag")(tag_cmd.tag)
+app.add_typer(models_cmd.app, name="models")
+
+_verbose = False
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tagger {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show tracebacks for errors."),
+) -> None:
+    global _verbose
+    _verbose = verbose
+
+
+def main() -> None:
+    try:
+        app(prog_name="tagger")
+    except TaggerError as e:
+        if _verbose:
+            traceback.print_exc()
+        print(f"tagger: error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,94 @@
+"""``tagger models``: list, inspect and convert model files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tagger.convert.musicnn import SOURCES, convert_musicnn
+from tagger.modelfile import DEFAULT_MODEL, ModelCard, builtin_names, read_card
+
+app = typer.Typer(help="List, inspect and convert models.", invoke_without_command=True,
+                  no_args_is_help=False)
+
+
+def _metric(card: ModelCard, key: str) -> str:
+    value = card.metrics.get(key)
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "—"
+
+
+@app.callback()
+def list_models(ctx: typer.Context,
+                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List the built-in models (run `tagger models info NAME` for one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    cards = [read_card(name) for name in builtin_names()]
+    if as_json:
+        print(json.dumps([{"name": c.name, "default": c.name == DEFAULT_MODEL,
+                           "architecture": c.architecture, "tags": len(c.tags),
+                           "parameters": c.parameters, "size_bytes": c.size_bytes,
+                           "metrics": c.metrics} for c in cards], indent=1))
+        return
+    table = Table(show_edge=False)
+    for col in ("name", "architecture", "tags", "parameters", "size", "ROC-AUC", "PR-AUC"):
+        table.add_column(col, justify="left" if col in ("name", "architecture") else "right",
+                         no_wrap=col in ("name", "architecture"))
+    cards.sort(key=lambda c: c.name != DEFAULT_MODEL)
+    for c in cards:
+        name = f"{c.name} *" if c.name == DEFAULT_MODEL else c.name
+        table.add_row(name, c.architecture, str(len(c.tags)), f"{c.parameters:,}",
+                      f"{c.size_bytes / 1e6:.1f} MB", _metric(c, "roc_auc"), _metric(c, "pr_auc"))
+    console = Console()
+    console.print(table)
+    console.print("* default.  ROC-AUC / PR-AUC: macro averages on the MagnaTagATune test set, "
+                  "as reported by each model's authors.", style="dim")
+
+
+@app.command("info")
+def info(model: str = typer.Argument(DEFAULT_MODEL, help="Built-in model name or model file."),
+         as_json: bool = typer.Option(False, "--json", help="Print the full metadata as JSON.")) -> None:
+    """Show one model's metadata: tags, groups, front-end, provenance, metrics, license."""
+    card = read_card(model)
+    meta = card.to_metadata() | {"path": str(card.path), "sha256": card.sha256,
+                                 "size_bytes": card.size_bytes}
+    if as_json:
+        print(json.dumps(meta, indent=1))
+        return
+    console = Console()
+    console.print(f"[bold]{card.name}[/bold]  {card.architecture}, {card.parameters:,} parameters, "
+                  f"{card.size_bytes / 1e6:.1f} MB")
+    rows = [("file", str(card.path)), ("sha256", card.sha256),
+            ("input", f"{card.chunk_samples / card.sample_rate:g} s chunks at {card.sample_rate} Hz mono"),
+            ("front-end", ", ".join(f"{k}={v}" for k, v in card.frontend.to_dict().items())),
+            ("tags", ", ".join(card.tags)),
+            ("groups", "; ".join(f"{g}: {', '.join(m)}" for g, m in card.groups.items()) or "—"),
+            ("metrics", ", ".join(f"{k}={v}" for k, v in card.metrics.items()) or "—")]
+    rows += [(k, str(v)) for k, v in card.provenance.items()]
+    rows.append(("license", card.license[:160] + ("…" if len(card.license) > 160 else "")))
+    table = Table(show_header=False, show_edge=False, box=None)
+    table.add_column(style="cyan", no_wrap=True)
+    table.add_column()
+    for k, v in rows:
+        table.add_row(k, v)
+    console.print(table)
+
+
+@app.command("convert-musicnn")
+def convert(source: Path = typer.Argument(..., help="musicnn 0.1.0 wheel, or a folder holding "
+                                          "its checkpoints (e.g. site-packages/musicnn)."),
+            model: str = typer.Option("MTT_vgg", "--model", help=f"One of {', '.join(SOURCES)}."),
+            output: Path = typer.Option(None, "--output", "-o",
+                                        help="Model file to write [default: ./NAME.safetensors]."),
+            ) -> None:
+    """Convert a musicnn TensorFlow checkpoint into a tagger model file (no TensorFlow needed).
+
+    Get the wheel with: pip download --no-deps musicnn==0.1.0
+    """
+    out = output or Path(f"{SOURCES.get(model, {}).get('name', model)}.safetensors")
+    card = convert_musicnn(source, out, model)
+    print(f"wrote {out} ({card.name}, {card.parameters:,} parameters, sha256 {card.sha256[:16]}…)")

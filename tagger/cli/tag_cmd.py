@@ -1,0 +1,83 @@
+"""``tagger tag FILE...``: tag single files and print their top tags."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tagger.errors import TaggerError, UsageError
+from tagger.inference import TrackScores, resolve_device, tag_file
+from tagger.modelfile import DEFAULT_MODEL, load_model
+
+
+def parse_chunks(text: str) -> int | None:
+    """``all`` → None (every chunk); ``N`` → N evenly spaced chunks."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(None, f"--chunks must be 'all' or a positive number, not {text!r}")
+    return n
+
+
+def _bar(p: float, width: int = 20) -> str:
+    filled = p * width
+    return "█" * int(filled) + ("▌" if filled - int(filled) >= 0.5 else "")
+
+
+def _table(scores: TrackScores, tags: list[str], top: int) -> Table:
+    order = scores.probabilities.argsort()[::-1][:top]
+    table = Table(show_edge=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("tag")
+    table.add_column("probability", justify="right")
+    table.add_column("")
+    for rank, i in enumerate(order, 1):
+        p = float(scores.probabilities[i])
+        table.add_row(str(rank), tags[i], f"{p:.3f}", _bar(p))
+    return table
+
+
+def tag(
+    files: list[Path] = typer.Argument(..., help="Audio files to tag.", show_default=False),
+    top: int = typer.Option(10, "--top", "-n", min=1, help="How many tags to show per file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of tables."),
+    model_name: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
+                                   help="Built-in model name or path to a model file."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    chunks: str = typer.Option("all", "--chunks",
+                               help="'all' 3 s chunks, or N evenly spaced ones."),
+) -> None:
+    """Tag audio files and print their most probable tags."""
+    n_chunks = parse_chunks(chunks)
+    model = load_model(model_name, resolve_device(device))
+    tags = model.card.tags
+    console = Console()
+    failed = 0
+    for path in files:
+        try:
+            scores = tag_file(model, path, n_chunks)
+        except TaggerError as e:  # one bad file must not hide the others' results
+            print(f"tagger: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if as_json:
+            order = scores.probabilities.argsort()[::-1][:top]
+            print(json.dumps({"path": str(path), "model": model.card.name,
+                              "duration_s": round(scores.duration_s, 3), "chunks": scores.n_chunks,
+                              "tags": {tags[i]: round(float(scores.probabilities[i]), 4) for i in order}}))
+        else:
+            console.print(f"[bold]{escape(str(path))}[/bold]  [dim]{scores.duration_s:.1f} s, "
+                          f"{scores.n_chunks} chunks, {model.card.name}[/dim]")
+            console.print(_table(scores, tags, top))
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,102 @@
+"""The real command line, run as a subprocess."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tagger import __version__
+
+from conftest import ROOT, run_cli, sine, write_audio
+
+EXAMPLES = ROOT / "examples"
+
+
+def _one_error_line(result):
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("tagger: error: "), result.stderr
+    return lines[0]
+
+
+def test_version_and_help():
+    assert run_cli("--version").stdout.strip() == f"tagger {__version__}"
+    result = run_cli("--help")
+    assert result.returncode == 0 and "tag" in result.stdout and "models" in result.stdout
+
+
+def test_tag_examples_table_and_json():
+    result = run_cli("tag", EXAMPLES / "electronic-128bpm.ogg", "--top", "3")
+    assert result.returncode == 0, result.stderr
+    assert "techno" in result.stdout and "electronic" in result.stdout
+    clips = sorted(p for p in EXAMPLES.iterdir() if p.suffix in (".ogg", ".flac", ".mp3"))
+    result = run_cli("tag", *clips, "--json", "-n", "5")
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    by_name = {r["path"].rsplit("/", 1)[-1]: r for r in rows}
+    assert len(rows) == 3 and all(len(r["tags"]) == 5 for r in rows)
+    assert list(by_name["electronic-128bpm.ogg"]["tags"])[0] == "techno"
+    assert list(by_name["piano-arpeggio.flac"]["tags"])[0] == "piano"
+    probs = list(by_name["piano-arpeggio.flac"]["tags"].values())
+    assert probs == sorted(probs, reverse=True) and all(0 < p < 1 for p in probs)
+
+
+def test_tag_with_other_model_and_chunks():
+    result = run_cli("tag", EXAMPLES / "string-chords.mp3", "--json", "-m", "musicnn-mtt",
+                     "--chunks", "2", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)
+    assert row["model"] == "musicnn-mtt" and row["chunks"] == 2
+
+
+def test_short_file_is_padded_not_fatal(tmp_path):
+    path = write_audio(tmp_path / "blip.wav", sine(440.0, 0.4))
+    result = run_cli("tag", path, "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["chunks"] == 1
+
+
+def test_bad_inputs_get_one_line_and_exit_1(tmp_path):
+    (tmp_path / "empty.flac").write_bytes(b"")
+    (tmp_path / "random.mp3").write_bytes(np.random.default_rng(1).bytes(20000))
+    (tmp_path / "dir.mp3").mkdir()
+    cases = {tmp_path / "missing.ogg": "no such file", tmp_path / "empty.flac": "empty file",
+             tmp_path / "random.mp3": "cannot decode audio", tmp_path / "dir.mp3": "is a directory"}
+    for path, message in cases.items():
+        line = _one_error_line(run_cli("tag", path))
+        assert str(path) in line and message in line
+
+
+def test_good_results_survive_a_bad_file(tmp_path):
+    (tmp_path / "bad.mp3").write_bytes(b"ID3 nonsense")
+    result = run_cli("tag", tmp_path / "bad.mp3", EXAMPLES / "piano-arpeggio.flac", "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["path"].endswith("piano-arpeggio.flac")
+    assert "bad.mp3" in result.stderr
+
+
+def test_bad_options(tmp_path):
+    example = EXAMPLES / "piano-arpeggio.flac"
+    assert "no such model file" in _one_error_line(run_cli("tag", example, "-m", "nope"))
+    assert "--chunks" in _one_error_line(run_cli("tag", example, "--chunks", "zero"))
+    evil = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(1)}, evil)
+    assert "never unpickles" in _one_error_line(run_cli("tag", example, "-m", evil))
+    if not torch.cuda.is_available():
+        assert "CUDA is not available" in _one_error_line(run_cli("tag", example, "--device", "cuda"))
+
+
+def test_models_list_and_info():
+    result = run_cli("models")
+    assert result.returncode == 0 and "musicnn-vgg-mtt" in result.stdout and "0.9030" in result.stdout
+    rows = json.loads(run_cli("models", "--json").stdout)
+    assert {r["name"] for r in rows} == {"musicnn-vgg-mtt", "musicnn-mtt"}
+    assert [r["name"] for r in rows if r["default"]] == ["musicnn-vgg-mtt"]
+    info = json.loads(run_cli("models", "info", "musicnn-mtt", "--json").stdout)
+    assert info["architecture"] == "MusiCNN" and len(info["tags"]) == 50 and len(info["sha256"]) == 64
+    assert info["groups"]["female_vocals"] == ["female", "woman", "female vocal", "female voice"]
+    text = run_cli("models", "info").stdout
+    assert "musicnn-vgg-mtt" in text and "ISC" in text
+    assert "no such model file" in _one_error_line(run_cli("models", "info", "/no/such.safetensors"))

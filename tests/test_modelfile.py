@@ -1,0 +1,93 @@
+import json
+import pickle
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tagger.cnn import ShortChunkCNN, report_config, report_frontend
+from tagger.errors import ModelFileError
+from tagger.modelfile import DEFAULT_MODEL, ModelCard, builtin_names, load_model, read_card, save_model
+from tagger.vocab import MTAT_GROUPS, MTAT_TAGS
+
+
+def _card(**kw):
+    fields = dict(name="test-model", architecture="", config={}, frontend=report_frontend(),
+                  tags=list(MTAT_TAGS), groups=MTAT_GROUPS, provenance={"source": "test"},
+                  metrics={"roc_auc": 0.5}, license="MIT")
+    return ModelCard(**(fields | kw))
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = ShortChunkCNN(report_frontend(), report_config()).eval()
+    with torch.no_grad():  # make running stats non-trivial so that they must be saved
+        model.blocks[0].bn.running_mean.uniform_(-1, 1)
+    card = save_model(model, tmp_path / "m.safetensors", _card())
+    assert card.architecture == "ShortChunkCNN" and card.parameters == 1_485_236
+    assert len(card.sha256) == 64 and card.size_bytes > 5_000_000
+    loaded = load_model(tmp_path / "m.safetensors")
+    x = torch.randn(2, 48000)
+    assert torch.allclose(loaded(x), model(x), atol=1e-6)
+    assert loaded.card.tags == list(MTAT_TAGS) and loaded.card.groups == MTAT_GROUPS
+    assert loaded.card.frontend == report_frontend()
+    assert not any(p.name.startswith(".m.safetensors") for p in tmp_path.iterdir()), "no temp file left"
+
+
+def test_builtins_load_by_name():
+    assert DEFAULT_MODEL in builtin_names() and "musicnn-mtt" in builtin_names()
+    model = load_model(DEFAULT_MODEL)
+    assert model.card.name == DEFAULT_MODEL and model.card.sample_rate == 16000
+    assert model.card.metrics["roc_auc"] == pytest.approx(0.9030)
+    assert "ISC" in model.card.license and not model.training
+
+
+def test_unknown_name_lists_builtins():
+    with pytest.raises(ModelFileError, match="built-in models: .*musicnn-vgg-mtt"):
+        load_model("no-such-model")
+
+
+class _Evil:
+    def __reduce__(self):
+        import pathlib
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_pickles_are_refused_without_unpickling(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = _Evil()
+    evil.marker = str(marker)
+    for name in ("model.pt", "model.safetensors"):  # by suffix, and by content under any name
+        path = tmp_path / name
+        path.write_bytes(pickle.dumps(evil))
+        with pytest.raises(ModelFileError, match="never unpickles"):
+            load_model(path)
+    torch.save({"w": torch.zeros(1)}, tmp_path / "zip.pth")
+    with pytest.raises(ModelFileError, match="never unpickles"):
+        load_model(tmp_path / "zip.pth")
+    assert not marker.exists()
+
+
+def test_garbage_and_foreign_safetensors_are_refused(tmp_path):
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(ModelFileError, match="not a readable safetensors file"):
+        load_model(junk)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(3)}, foreign)
+    with pytest.raises(ModelFileError, match="without tagger metadata"):
+        load_model(foreign)
+    with pytest.raises(ModelFileError, match="is a directory"):
+        load_model(tmp_path)
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path):
+    model = ShortChunkCNN(report_frontend(), report_config())
+    path = tmp_path / "m.safetensors"
+    save_model(model, path, _card())
+    meta = read_card(path).to_metadata()
+    meta["config"]["blocks"][0][0] = 64  # claims a narrower first block than the weights hold
+    state = {k: v for k, v in model.state_dict().items()}
+    save_file(state, tmp_path / "bad.safetensors", metadata={"tagger": json.dumps(meta)})
+    with pytest.raises(ModelFileError, match="weights do not fit"):
+        load_model(tmp_path / "bad.safetensors")
