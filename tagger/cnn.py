@@ -6,7 +6,7 @@ Tensors are ``[B, C, F, T]`` (channels, mel bands, frames) throughout.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch

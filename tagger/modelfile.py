@@ -132,7 +132,7 @@ def read_card(name_or_path: str | os.PathLike[str]) -> ModelCard:
         if meta["architecture"] not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {meta['architecture']!r}")
         card = ModelCard.from_metadata(meta, path)
-        card.vocabulary  # validates groups against tags
+        Vocabulary(card.tags, card.groups, card.aliases)  # raises if a group names an unknown tag
     except (ValueError, KeyError, TypeError) as e:
         raise ModelFileError(path, f"invalid tagger metadata: {e}") from None
     card.parameters = card.parameters or parameters
