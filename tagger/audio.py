@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from tagger.chunks import chunk_starts, cut_chunks
 from tagger.errors import DecodeError
 
 
@@ -67,12 +69,7 @@ def _reason(e: BaseException, path: Path) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:160]
 
 
-def decode(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
-    """The whole file as mono float32 samples at ``sample_rate``: ``[T]``.
-
-    Raises DecodeError naming the file and every backend's reason.
-    """
-    path = Path(path)
+def _check_readable(path: Path) -> Path:
     if not path.exists():
         raise DecodeError(path, "no such file")
     if path.is_dir():
@@ -81,6 +78,15 @@ def decode(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
         raise DecodeError(path, "permission denied")
     if path.stat().st_size == 0:
         raise DecodeError(path, "empty file (0 bytes)")
+    return path
+
+
+def decode(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
+    """The whole file as mono float32 samples at ``sample_rate``: ``[T]``.
+
+    Raises DecodeError naming the file and every backend's reason.
+    """
+    path = _check_readable(Path(path))
     reasons = []
     for name, backend in (("soundfile", _soundfile), ("pyav", _pyav)):
         try:
@@ -98,3 +104,61 @@ def decode(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
     if sr != sample_rate:
         samples = soxr.resample(samples, sr, sample_rate, quality="HQ")
     return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+@dataclass
+class DecodedChunks:
+    chunks: np.ndarray  # [N, chunk_samples] float32
+    duration_s: float
+    format: str
+
+
+def _format_name(path: Path, fallback: str) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    return ext if ext and len(ext) <= 5 else fallback.lower()
+
+
+def _seek_chunks(path: Path, sample_rate: int, chunk: int, n_chunks: int) -> DecodedChunks | None:
+    """Read only the N chunks, with libsndfile's sample-exact seeks; None when the file is
+    short enough that reading it whole is as cheap, or libsndfile cannot open it."""
+    try:
+        with _c_stderr_silenced(), sf.SoundFile(str(path)) as f:
+            sr, frames = f.samplerate, f.frames
+            if frames <= 0 or not f.seekable():
+                return None
+            total = int(round(frames * sample_rate / sr))
+            starts = chunk_starts(total, chunk, n_chunks)
+            if len(starts) >= total // chunk:  # wants (nearly) every chunk: decode it whole
+                return None
+            src_len = int(np.ceil(chunk * sr / sample_rate)) + 16
+            out = np.zeros((len(starts), chunk), dtype=np.float32)
+            for i, start in enumerate(starts):
+                f.seek(min(int(start * sr / sample_rate), frames - 1))
+                seg = f.read(src_len, dtype="float32", always_2d=True)
+                if len(seg) < src_len:  # MP3 frame counts are estimates: align to the real end
+                    f.seek(max(0, f.tell() - src_len))
+                    seg = f.read(src_len, dtype="float32", always_2d=True)
+                seg = seg.mean(axis=1)
+                if sr != sample_rate:
+                    seg = soxr.resample(seg, sr, sample_rate, quality="HQ")
+                seg = seg[:chunk]
+                out[i, :len(seg)] = seg
+            fmt = "opus" if f.subtype == "OPUS" else f.format
+            return DecodedChunks(out, frames / sr, _format_name(path, fmt))
+    except Exception:  # anything odd: the whole-file path below reports it properly
+        return None
+
+
+def decode_chunks(path: str | os.PathLike[str], sample_rate: int, chunk: int,
+                  n_chunks: int | None) -> DecodedChunks:
+    """The chunks of one file that the model will see: ``n_chunks`` evenly spaced ones (None:
+    all). Seeks where libsndfile can (WAV, FLAC, Ogg, MP3…); decodes whole elsewhere (PyAV's
+    seeks in MP3/Opus/M4A are not sample-accurate)."""
+    path = _check_readable(Path(path))
+    if n_chunks is not None:
+        seeked = _seek_chunks(path, sample_rate, chunk, n_chunks)
+        if seeked is not None:
+            return seeked
+    samples = decode(path, sample_rate)
+    return DecodedChunks(cut_chunks(samples, chunk, n_chunks), samples.shape[0] / sample_rate,
+                         _format_name(path, "audio"))

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from tagger.audio import decode
+from tagger.chunks import cut_chunks
 from tagger.errors import UsageError
+from tagger.runner import ModelRunner
 from tagger.tagmodel import TagModel
 
 
@@ -25,33 +27,6 @@ class TrackScores:
     embedding: np.ndarray
     duration_s: float
     n_chunks: int
-
-
-def chunk_starts(n_samples: int, chunk: int, n_chunks: int | None = None) -> list[int]:
-    """Start offsets of the chunks cut from a track of ``n_samples``.
-
-    ``n_chunks=None`` ("all"): non-overlapping chunks from the start, plus one chunk aligned to
-    the end when the leftover tail is at least half a chunk. ``n_chunks=N``: N chunks evenly
-    spaced over the track (fewer when the track does not hold N without overlap).
-    """
-    if n_samples <= chunk:
-        return [0]
-    full = n_samples // chunk
-    starts = [i * chunk for i in range(full)]
-    if n_samples - full * chunk >= chunk // 2:
-        starts.append(n_samples - chunk)
-    if n_chunks is None or n_chunks >= len(starts):
-        return starts
-    return [int(round(s)) for s in np.linspace(0, n_samples - chunk, n_chunks)]
-
-
-def cut_chunks(samples: np.ndarray, chunk: int, n_chunks: int | None = None) -> np.ndarray:
-    """``[T]`` → ``[N, chunk]``. A track shorter than one chunk is repeated to fill it, as
-    musicnn padded its short training clips (silence would shift the scores)."""
-    if samples.shape[0] < chunk:
-        reps = -(-chunk // max(samples.shape[0], 1))
-        samples = np.tile(samples, reps)[:chunk]
-    return np.stack([samples[s:s + chunk] for s in chunk_starts(samples.shape[0], chunk, n_chunks)])
 
 
 def resolve_device(device: str) -> torch.device:
@@ -69,17 +44,11 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-@torch.inference_mode()
 def score_chunks(model: TagModel, chunks: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """chunks ``[N, chunk]`` → (probabilities ``[N, n_tags]``, embeddings ``[N, E]``)."""
-    device = next(model.parameters()).device
-    probs, embs = [], []
-    for i in range(0, len(chunks), batch_size):
-        x = torch.from_numpy(chunks[i:i + batch_size]).to(device)
-        p, e = model.scores(x)
-        probs.append(p.float().cpu())
-        embs.append(e.float().cpu())
-    return torch.cat(probs).numpy(), torch.cat(embs).numpy()
+    runner = ModelRunner(model, min(batch_size, len(chunks)))
+    parts = [runner(chunks[i:i + batch_size]) for i in range(0, len(chunks), batch_size)]
+    return np.concatenate([p for p, _ in parts]), np.concatenate([e for _, e in parts])
 
 
 def tag_waveform(model: TagModel, samples: np.ndarray, n_chunks: int | None = None,

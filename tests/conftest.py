@@ -53,3 +53,69 @@ def reference() -> dict:
 
 
 needs_shared = pytest.mark.skipif(not JORAM.is_file(), reason="../shared/fixtures is not here")
+
+
+def write_m4a(path: Path, audio: np.ndarray, sr: int = 44100) -> Path:
+    """AAC in an MP4 container through PyAV (libsndfile cannot write it)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=sr)
+        stream.layout = "mono"
+        planar = audio.astype(np.float32)[None, :]
+        for i in range(0, planar.shape[1], 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(planar[:, i:i + 1024]), format="fltp",
+                                               layout="mono")
+            frame.rate = sr
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def music_like(seconds: float, sr: int, seed: int) -> np.ndarray:
+    """A few seconds of tones and noise bursts, different per seed."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 110.0 * 2 ** (seed % 12 / 12)
+    tone = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 6))
+    bursts = rng.standard_normal(len(t)) * (np.sin(2 * np.pi * (1 + seed % 4) * t) > 0.7)
+    x = 0.3 * tone / 2.3 + 0.1 * bursts
+    return (0.8 * x / np.max(np.abs(x))).astype(np.float32)
+
+
+GOOD_FILES = {  # name → (writer kwargs, sample rate)
+    "a.wav": ({}, 16000),
+    "b.flac": ({}, 44100),
+    "sub/c.ogg": ({"subtype": "VORBIS"}, 22050),
+    "sub/d.opus": ({"format": "OGG", "subtype": "OPUS"}, 48000),
+    "sub/deeper/e.mp3": ({"format": "MP3"}, 44100),
+    "Ünïcødé 日本/ß.flac": ({}, 32000),
+}
+
+
+def build_library(root: Path, seconds: float = 7.0) -> dict[str, list[Path]]:
+    """Real encoded files, plus the bad ones a real library has."""
+    good = []
+    for i, (name, (kw, sr)) in enumerate(GOOD_FILES.items()):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_audio(path, music_like(seconds, sr, i), sr, **kw)
+        good.append(path)
+    good.append(write_m4a(root / "sub" / "f.m4a", music_like(seconds, 44100, 9)))
+    bad = []
+    (root / "bad").mkdir()
+    (root / "bad" / "empty.mp3").write_bytes(b"")
+    (root / "bad" / "random.mp3").write_bytes(np.random.default_rng(5).bytes(30000))
+    flac = (root / "b.flac").read_bytes()
+    (root / "bad" / "truncated.flac").write_bytes(flac[: len(flac) // 3])
+    bad += [root / "bad" / n for n in ("empty.mp3", "random.mp3", "truncated.flac")]
+    (root / "bad" / "x.mp3").mkdir()  # a folder with an audio name: walked into, not a track
+    (root / "bad" / "x.mp3" / "notes.txt").write_text("not audio")
+    (root / "sub" / "loop").symlink_to(root)  # a symlink loop
+    (root / "zz-alias.flac").symlink_to(root / "b.flac")  # the same file by a second path
+    (root / ".hidden").mkdir()
+    write_audio(root / ".hidden" / "h.wav", music_like(2.0, 16000, 3))
+    (root / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0 not scanned")
+    return {"good": good, "bad": bad}

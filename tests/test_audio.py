@@ -4,7 +4,7 @@ import pytest
 
 from tagger.audio import decode
 from tagger.errors import DecodeError
-from tagger.inference import chunk_starts, cut_chunks
+from tagger.chunks import chunk_starts, cut_chunks
 
 from conftest import sine, write_audio
 

@@ -10,13 +10,19 @@ import traceback
 import typer
 
 from tagger import __version__
-from tagger.cli import models_cmd, tag_cmd
+from tagger.cli import library_cmd, models_cmd, query_cmd, scan_cmd, tag_cmd
 from tagger.errors import TaggerError
 
 app = typer.Typer(
     name="tagger", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Tag a music library with short-chunk CNNs (50 MagnaTagATune tags).",
     context_settings={"help_option_names": ["-h", "--help"]})
+app.command("scan")(scan_cmd.scan_command)
+app.command("query")(query_cmd.query_command)
+app.command("show")(library_cmd.show_command)
+app.command("tags")(library_cmd.tags_command)
+app.command("stats")(library_cmd.stats_command)
+app.command("prune")(library_cmd.prune_command)
 app.command("tag")(tag_cmd.tag)
 app.add_typer(models_cmd.app, name="models")
 

@@ -1,0 +1,63 @@
+"""Tables. Probabilities are one row per (track, tag) so that "top tracks for tag X" is an
+index range scan on (tag_id, prob); a track holds the scores of one model at a time."""
+
+from __future__ import annotations
+
+from sqlalchemy import (JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary,
+                        MetaData, String, Table, Text, UniqueConstraint)
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+meta = Table("meta", metadata,
+             Column("key", String(64), primary_key=True),
+             Column("value", Text, nullable=False))
+
+models = Table("models", metadata,
+               Column("id", Integer, primary_key=True),
+               Column("name", String(200), nullable=False),
+               Column("sha256", String(64), nullable=False, unique=True),
+               Column("architecture", String(64), nullable=False),
+               Column("embedding_size", Integer, nullable=False),
+               Column("card", JSON, nullable=False),  # tags, groups, aliases, provenance, metrics
+               Column("added_at", Float, nullable=False))
+
+tags = Table("tags", metadata,
+             Column("id", Integer, primary_key=True),
+             Column("model_id", ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+             Column("idx", Integer, nullable=False),
+             Column("raw", String(200), nullable=False),
+             Column("name", String(200), nullable=False),
+             UniqueConstraint("model_id", "idx"))
+
+tracks = Table("tracks", metadata,
+               Column("id", Integer, primary_key=True),
+               Column("path", Text, nullable=False, unique=True),
+               Column("size", BigInteger, nullable=False),
+               Column("mtime_ns", BigInteger, nullable=False),
+               Column("fingerprint", String(40)),
+               Column("format", String(16)),
+               Column("duration_s", Float),
+               Column("chunks", Integer),
+               Column("status", String(8), nullable=False),  # ok | failed | missing
+               Column("error", Text),
+               Column("model_id", ForeignKey("models.id")),
+               Column("scanned_at", Float))
+Index("ix_tracks_size_fingerprint", tracks.c.size, tracks.c.fingerprint)
+Index("ix_tracks_status", tracks.c.status)
+
+scores = Table("scores", metadata,
+               Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+               Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),
+               Column("prob", Float, nullable=False),
+               sqlite_with_rowid=False)
+# the ranked lookup; the primary key (tag_id, track_id) serves per-tag joins, and this one the
+# per-track reads (show, delete on rescan)
+Index("ix_scores_tag_prob", scores.c.tag_id, scores.c.prob)
+Index("ix_scores_track", scores.c.track_id)
+
+embeddings = Table("embeddings", metadata,
+                   Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),
+                   Column("model_id", ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+                   Column("vector", LargeBinary, nullable=False))  # float16 little-endian
