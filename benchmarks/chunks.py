@@ -12,6 +12,7 @@ N = 4, 8, 16, 32, both cut from the whole decoded track and read with seeks
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def main() -> None:
     ns = [4, 8, 16, 32]
     rows = {n: [] for n in ns}
     seek_rows, t_whole, t_seek, n_all, hours = [], 0.0, 0.0, [], 0.0
-    for f in files:
+    for k, f in enumerate(files, 1):
+        print(f"\r{k}/{len(files)}", end="", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         samples = decode(f.path, 16000)
         t_whole += time.perf_counter() - t0

@@ -6,7 +6,6 @@ import os
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 AUDIO_EXTENSIONS = frozenset({
     ".mp3", ".mp2", ".flac", ".ogg", ".oga", ".opus", ".wav", ".wave", ".aif", ".aiff", ".aifc",

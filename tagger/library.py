@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from tagger.errors import UsageError
 from tagger.modelfile import ModelCard
@@ -91,12 +91,15 @@ class Library:
                                             for i, t in enumerate(card.tags)])
         return self.model(sha256=card.sha256)
 
-    def model(self, name: str | None = None, sha256: str | None = None) -> StoredModel:
-        """A stored model by hash, by name (the newest of that name), or, with neither, the
-        model that scored the most tracks."""
+    def model(self, name: str | None = None, sha256: str | None = None,
+              model_id: int | None = None) -> StoredModel:
+        """A stored model by row id, by hash, by name (the newest of that name), or, with none
+        of them, the model that scored the most tracks."""
         with self.engine.connect() as conn:
             q = select(models)
-            if sha256:
+            if model_id is not None:
+                q = q.where(models.c.id == model_id)
+            elif sha256:
                 q = q.where(models.c.sha256 == sha256)
             elif name:
                 q = q.where((models.c.name == name) | (models.c.sha256.startswith(name))).order_by(models.c.id.desc())
@@ -142,27 +145,29 @@ class Library:
         if not results:
             return
         now = time.time()
+        rows = [dict(path=r.path, size=r.size, mtime_ns=r.mtime_ns, fingerprint=r.fingerprint,
+                     format=r.format, duration_s=r.duration_s, chunks=r.chunks,
+                     status="failed" if r.error else "ok", error=r.error,
+                     model_id=None if r.error else model.id, scanned_at=now) for r in results]
         with self.engine.begin() as conn:
             existing = dict(conn.execute(select(tracks.c.path, tracks.c.id)
                                          .where(tracks.c.path.in_([r.path for r in results]))).all())
-            ids = []
-            for r in results:
-                values = dict(size=r.size, mtime_ns=r.mtime_ns, fingerprint=r.fingerprint,
-                              format=r.format, duration_s=r.duration_s, chunks=r.chunks,
-                              status="failed" if r.error else "ok", error=r.error,
-                              model_id=None if r.error else model.id, scanned_at=now)
-                if r.path in existing:
-                    conn.execute(update(tracks).where(tracks.c.id == existing[r.path]).values(**values))
-                    ids.append(existing[r.path])
-                else:
-                    ids.append(conn.execute(insert(tracks).values(path=r.path, **values)).inserted_primary_key[0])
-            conn.execute(delete(scores).where(scores.c.track_id.in_(ids)))
-            conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(ids)))
+            old = [dict(row, track_id=existing[row["path"]]) for row in rows if row["path"] in existing]
+            if old:
+                conn.execute(update(tracks).where(tracks.c.id == bindparam("track_id")), old)
+                conn.execute(delete(scores).where(scores.c.track_id.in_(existing.values())))
+                conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(existing.values())))
+            new = [row for row in rows if row["path"] not in existing]
+            if new:
+                inserted = conn.execute(insert(tracks).returning(tracks.c.id, tracks.c.path,
+                                                                 sort_by_parameter_order=True), new)
+                existing.update({path: track_id for track_id, path in inserted})
             score_rows, emb_rows = [], []
-            for track_id, r in zip(ids, results):
+            for r in results:
                 if r.error:
                     continue
-                score_rows += [{"tag_id": t, "track_id": track_id, "prob": float(p)}
+                track_id = existing[r.path]
+                score_rows += [{"track_id": track_id, "tag_id": t, "prob": float(p)}
                                for t, p in zip(model.tag_ids, r.probabilities)]
                 emb_rows.append({"track_id": track_id, "model_id": model.id,
                                  "vector": np.asarray(r.embedding, dtype="<f2").tobytes()})

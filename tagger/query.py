@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, literal, select
+from sqlalchemy import Select, func, literal, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
@@ -64,8 +64,35 @@ def parse_terms(vocab: Vocabulary, tags: Sequence[str], not_tags: Sequence[str] 
     return tuple(terms)
 
 
-def compile_query(q: TrackQuery, model: StoredModel) -> Select:
-    """Rows of (id, path, duration_s, format, score, term_0, term_1, …), best first."""
+def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
+    """One positive term with a limit: an exact top-N from index range scans.
+
+    A track in the true top N gets its score from some member tag m; fewer than N + k tracks
+    (k = tracks that are not 'ok' but may still hold scores) can beat it on m, so it is in m's
+    top N + k. The union of every member's top N + k therefore holds the answer, and a
+    track's maximum over its candidate rows is exact for every track that can make the cut.
+    """
+    term = q.terms[0]
+    parts = []
+    for raw in term.raw:
+        part = select(scores.c.track_id, scores.c.prob).where(scores.c.tag_id == model.tag_id(raw))
+        if q.min_score is not None:
+            part = part.where(scores.c.prob >= q.min_score)
+        parts.append(select(part.order_by(scores.c.prob.desc()).limit(q.top + not_ok).subquery()))
+    cand = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("cand")
+    score = func.max(cand.c.prob)
+    return (select(tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format,
+                   score.label("score"), score.label("term_0"))
+            .join(cand, cand.c.track_id == tracks.c.id)
+            .where(tracks.c.status == "ok", tracks.c.model_id == model.id)
+            .group_by(tracks.c.id).order_by(score.desc(), tracks.c.path).limit(q.top))
+
+
+def compile_query(q: TrackQuery, model: StoredModel, not_ok: int = 0) -> Select:
+    """Rows of (id, path, duration_s, format, score, term_0, term_1, …), best first.
+    ``not_ok``: how many tracks are not 'ok' (bounds the fast path's candidate lists)."""
+    if len(q.terms) == 1 and not q.terms[0].negate and q.top is not None:
+        return _top_single(q, model, not_ok)
     term_cols = []
     stmt = select(tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format)
     for i, term in enumerate(q.terms):
@@ -100,7 +127,8 @@ class QueryRow:
 
 def run_query(library, q: TrackQuery, model: StoredModel) -> list[QueryRow]:
     with library.engine.connect() as conn:
-        rows = conn.execute(compile_query(q, model)).all()
+        not_ok = conn.execute(select(func.count()).select_from(tracks).where(tracks.c.status != "ok")).scalar_one()
+        rows = conn.execute(compile_query(q, model, not_ok)).all()
     n = len(q.terms)
     return [QueryRow(rank, r.path, r.duration_s, r.format, float(r.score),
                      tuple(float(getattr(r, f"term_{i}")) for i in range(n)))

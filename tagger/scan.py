@@ -12,6 +12,7 @@ not at all, so an interrupted scan loses only the tracks in flight and the next 
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import time
@@ -40,6 +41,7 @@ class ScanOptions:
     device: str = "auto"
     batch_size: int = 64
     workers: int | None = None  # None: chosen from the CPU count
+    threads: int | None = None  # torch threads on CPU; None: every core
     chunks: int | None = DEFAULT_CHUNKS  # None: every chunk
     force: bool = False
     dry_run: bool = False
@@ -88,10 +90,10 @@ class ScanSummary:
 
 def default_workers(device: torch.device) -> int:
     cpus = os.cpu_count() or 1
-    if device.type == "cuda":
-        return max(1, min(8, cpus - 1))
-    # the model is the bottleneck on CPU: leave it most cores
-    return max(1, min(4, cpus // 2))
+    if device.type == "cuda":  # the GPU outruns decoding: decode on every core but one
+        return max(1, min(16, cpus - 1))
+    # on CPU the model is the bottleneck (decode limit ~7× the scan rate, RESULTS.md)
+    return max(1, min(4, cpus // 4))
 
 
 def plan_scan(library: Library, roots: Sequence[str], model: StoredModel,
@@ -176,9 +178,11 @@ def _worker_init(_: int) -> None:
 def _items(dataset: _DecodeDataset, workers: int):
     if workers == 0:
         return (dataset[i] for i in range(len(dataset)))
+    kwargs = {}
+    if "in_order" in inspect.signature(DataLoader).parameters:  # torch ≥ 2.6
+        kwargs["in_order"] = False  # a slow file must not hold back the ones behind it
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                        prefetch_factor=4, worker_init_fn=_worker_init, in_order=False,
-                        multiprocessing_context="fork" if os.name == "posix" else None)
+                        prefetch_factor=4, worker_init_fn=_worker_init, **kwargs)
     return iter(loader)
 
 
@@ -275,7 +279,9 @@ def _run(library, stored, model, plan, options, workers, device, summary, on_pro
     compile_ = options.compile == "yes" or (
         options.compile == "auto" and device.type == "cpu" and len(plan.todo) * per_track >= COMPILE_MIN_CHUNKS)
     if device.type == "cpu":
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) - (workers if workers else 0)))
+        # decoding needs a fraction of a core per track the model scores (RESULTS.md), so the
+        # model gets every core; the decode workers' short bursts overlap it
+        torch.set_num_threads(options.threads or os.cpu_count() or 1)
     runner = ModelRunner(model, options.batch_size, compile=compile_)
     summary.compiled, summary.compile_error = runner.compiled, runner.compile_error
     acc = _Accumulator(runner, len(card.tags), model.embedding_size)

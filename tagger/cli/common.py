@@ -7,6 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
+from tagger.errors import UsageError
 from tagger.store.db import default_db
 
 DB_OPTION = typer.Option(None, "--db", envvar="TAGGER_DB", show_default=False,
@@ -33,3 +34,16 @@ def bar(p: float, width: int = 20) -> str:
 
 def warn(message: str) -> None:
     print(f"tagger: {message}", file=sys.stderr)
+
+
+def parse_chunks(text: str) -> int | None:
+    """``all`` → None (every chunk); ``N`` → N evenly spaced chunks."""
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(None, f"--chunks must be 'all' or a positive number, not {text!r}")
+    return n

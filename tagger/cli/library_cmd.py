@@ -29,7 +29,7 @@ def show_command(file: Path = typer.Argument(..., help="A scanned audio file.", 
         reason = row.error if row.status == "failed" else "the file is gone (run 'tagger prune')"
         raise UsageError(file, f"has no scores: {row.status}: {reason}")
     scores = library.track_scores(row.id)
-    stored = library.model(sha256=_sha(library, row.model_id))
+    stored = library.model(model_id=row.model_id)
     groups = {g: max(scores[m] for m in members) for g, members in stored.vocabulary.groups.items()}
     if as_json:
         print(json.dumps({"path": path, "model": stored.name, "duration_s": row.duration_s,
@@ -47,14 +47,6 @@ def show_command(file: Path = typer.Argument(..., help="A scanned audio file.", 
     console.print(table)
     if groups:
         console.print("groups: " + ", ".join(f"{g} {p:.3f}" for g, p in sorted(groups.items(), key=lambda kv: -kv[1])))
-
-
-def _sha(library: Library, model_id: int) -> str:
-    from sqlalchemy import select
-
-    from tagger.store.schema import models
-    with library.engine.connect() as conn:
-        return conn.execute(select(models.c.sha256).where(models.c.id == model_id)).scalar_one()
 
 
 def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0,

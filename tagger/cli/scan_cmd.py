@@ -11,8 +11,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TextColumn, TimeRemainingColumn)
 from rich.text import Text
 
-from tagger.cli.common import DB_OPTION, db_path, stderr_console, stdout_console
-from tagger.cli.tag_cmd import parse_chunks
+from tagger.cli.common import DB_OPTION, db_path, parse_chunks, stderr_console, stdout_console
 from tagger.errors import UsageError
 from tagger.modelfile import DEFAULT_MODEL
 from tagger.scan import DEFAULT_CHUNKS, ScanOptions, ScanPlan, ScanProgress, ScanSummary, scan
@@ -34,6 +33,8 @@ def scan_command(
     workers: int = typer.Option(None, "--workers", min=0, show_default=False,
                                 help="Decoding processes [default: from the CPU count]; 0 decodes "
                                      "in the main process."),
+    threads: int = typer.Option(None, "--threads", min=1, show_default=False,
+                                help="CPU threads for the model [default: every core]."),
     chunks: str = typer.Option(str(DEFAULT_CHUNKS), "--chunks",
                                help="3 s chunks per track: N evenly spaced ones, or 'all'."),
     force: bool = typer.Option(False, "--force", help="Rescan every file, changed or not."),
@@ -45,7 +46,7 @@ def scan_command(
     """Tag every audio file under PATHS and store the results; rescans only touch what changed."""
     if compile not in ("auto", "yes", "no"):
         raise UsageError(None, f"--compile must be auto, yes or no, not {compile!r}")
-    options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers,
+    options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
                           include_hidden=hidden, compile=compile)
     out, err = stdout_console(), stderr_console()

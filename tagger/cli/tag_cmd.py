@@ -11,27 +11,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.errors import TaggerError, UsageError
+from tagger.cli.common import bar, parse_chunks
+from tagger.errors import TaggerError
 from tagger.inference import TrackScores, resolve_device, tag_file
 from tagger.modelfile import DEFAULT_MODEL, load_model
-
-
-def parse_chunks(text: str) -> int | None:
-    """``all`` → None (every chunk); ``N`` → N evenly spaced chunks."""
-    if text.strip().lower() == "all":
-        return None
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise UsageError(None, f"--chunks must be 'all' or a positive number, not {text!r}")
-    return n
-
-
-def _bar(p: float, width: int = 20) -> str:
-    filled = p * width
-    return "█" * int(filled) + ("▌" if filled - int(filled) >= 0.5 else "")
 
 
 def _table(scores: TrackScores, tags: list[str], top: int) -> Table:
@@ -43,7 +26,7 @@ def _table(scores: TrackScores, tags: list[str], top: int) -> Table:
     table.add_column("")
     for rank, i in enumerate(order, 1):
         p = float(scores.probabilities[i])
-        table.add_row(str(rank), tags[i], f"{p:.3f}", _bar(p))
+        table.add_row(str(rank), tags[i], f"{p:.3f}", bar(p))
     return table
 
 

@@ -48,14 +48,14 @@ Index("ix_tracks_size_fingerprint", tracks.c.size, tracks.c.fingerprint)
 Index("ix_tracks_status", tracks.c.status)
 
 scores = Table("scores", metadata,
-               Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
                Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),
+               Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
                Column("prob", Float, nullable=False),
                sqlite_with_rowid=False)
-# the ranked lookup; the primary key (tag_id, track_id) serves per-tag joins, and this one the
-# per-track reads (show, delete on rescan)
+# The primary key clusters a track's 50 rows (appends on insert; show and rescans read one
+# range); this index is the ranked lookup, and covers track_id because SQLite indexes of
+# WITHOUT ROWID tables carry the primary key.
 Index("ix_scores_tag_prob", scores.c.tag_id, scores.c.prob)
-Index("ix_scores_track", scores.c.track_id)
 
 embeddings = Table("embeddings", metadata,
                    Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),

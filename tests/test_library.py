@@ -1,0 +1,99 @@
+"""Library and query layer on a real SQLite file with synthetic results."""
+
+import numpy as np
+import pytest
+
+from tagger.library import Library, TrackResult
+from tagger.modelfile import read_card
+from tagger.query import TrackQuery, parse_terms, run_query
+from tagger.store.db import StoreError, open_engine
+
+
+@pytest.fixture
+def lib(tmp_path):
+    library = Library(str(tmp_path / "lib.db"))
+    model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    rng = np.random.default_rng(7)
+    probs = {}
+    batch = []
+    for i in range(400):
+        p = rng.beta(0.5, 3.0, 50).astype(np.float32)
+        path = f"/m/{i:03d}.flac"
+        probs[path] = p
+        batch.append(TrackResult(path, 1000 + i, i, f"{i:040x}", "flac", 180.0, 16, p,
+                                 rng.standard_normal(256).astype(np.float32)))
+    library.save(batch, model)
+    top_paths = sorted(probs, key=lambda k: -probs[k][model.vocabulary.tags.index("female")])[:5]
+    missing = [library.track(p).id for p in top_paths]  # the best 'female' tracks are gone
+    library.set_status(missing, "missing")
+    return library, model, {k: v for k, v in probs.items() if k not in top_paths}
+
+
+def brute(model, probs, terms, top):
+    idx = {t: i for i, t in enumerate(model.vocabulary.tags)}
+    scored = []
+    for path, p in probs.items():
+        vals = [max(p[idx[r]] for r in t.raw) for t in terms]
+        vals = [1 - v if t.negate else v for v, t in zip(vals, terms)]
+        scored.append((min(vals), path))
+    scored.sort(key=lambda sp: (-sp[0], sp[1]))
+    return scored[:top]
+
+
+@pytest.mark.parametrize("tags,nots", [(["female_vocals"], []), (["techno"], []), (["female"], []),
+                                       (["piano", "male_vocals"], []), (["rock"], ["vocals"])])
+@pytest.mark.parametrize("top", [1, 10, 50])
+def test_queries_equal_brute_force(lib, tags, nots, top):
+    library, model, probs = lib
+    terms = parse_terms(model.vocabulary, tags, nots)
+    rows = run_query(library, TrackQuery(terms, None, top), model)
+    expected = brute(model, probs, terms, top)
+    assert [r.path for r in rows] == [p for _, p in expected]
+    assert [r.score for r in rows] == pytest.approx([s for s, _ in expected], abs=1e-6)
+
+
+def test_save_replaces_results_and_failure_clears_scores(lib):
+    library, model, probs = lib
+    path = next(iter(probs))
+    track = library.track(path)
+    new = np.full(50, 0.25, dtype=np.float32)
+    library.save([TrackResult(path, 1, 2, "f", "flac", 10.0, 4, new, np.zeros(256, np.float32))], model)
+    assert library.track(path).id == track.id
+    assert set(library.track_scores(track.id).values()) == {0.25}
+    library.save([TrackResult(path, 1, 3, error="broken")], model)
+    row = library.track(path)
+    assert row.status == "failed" and row.error == "broken" and library.track_scores(row.id) == {}
+    assert library.embedding(row.id) is None
+
+
+def test_embeddings_round_trip_as_float16(lib):
+    library, model, probs = lib
+    v = np.linspace(-2, 2, 256).astype(np.float32)
+    library.save([TrackResult("/m/new.flac", 5, 6, "x", "flac", 3.0, 1, np.zeros(50, np.float32), v)], model)
+    got = library.embedding(library.track("/m/new.flac").id)
+    assert np.allclose(got, v, atol=2e-3)
+
+
+def test_prune_and_stats(lib):
+    library, model, probs = lib
+    stats = library.stats()
+    assert stats.ok == 395 and stats.missing == 5 and stats.hours == pytest.approx(395 * 180 / 3600)
+    assert library.prune() == 5 and library.stats().missing == 0
+
+
+def test_foreign_or_newer_databases_are_refused(tmp_path):
+    import sqlite3
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE songs (x)")
+    with pytest.raises(StoreError, match="not a tagger library"):
+        open_engine(str(other))
+    newer = tmp_path / "newer.db"
+    open_engine(str(newer))
+    with sqlite3.connect(newer) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="newer tagger"):
+        open_engine(str(newer))
+    (tmp_path / "folder.db").mkdir()
+    with pytest.raises(StoreError, match="is a directory"):
+        open_engine(str(tmp_path / "folder.db"))
