@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from tagger.errors import UsageError
 from tagger.modelfile import ModelCard
 from tagger.store.db import open_engine
-from tagger.store.schema import embeddings, models, scores, tags, tracks
+from tagger.store.schema import embeddings, models, scores, tags, tracks, write_journal, write_runs
 from tagger.vocab import Vocabulary, tag_name
 
 
@@ -175,6 +175,21 @@ class Library:
                 conn.execute(insert(scores), score_rows)
                 conn.execute(insert(embeddings), emb_rows)
 
+    def update_file_state(self, path: str, size: int, mtime_ns: int, fingerprint: str) -> None:
+        """After tagger rewrote a file's metadata (audio unchanged): keep its scores valid."""
+        with self.engine.begin() as conn:
+            conn.execute(update(tracks).where(tracks.c.path == path)
+                         .values(size=size, mtime_ns=mtime_ns, fingerprint=fingerprint))
+
+    def tracks_under(self, roots: Sequence[str] | None = None, status: str = "ok") -> list:
+        """Track rows (all, or those under ``roots``) with ``status``, by path."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tracks).where(tracks.c.status == status).order_by(tracks.c.path)).all()
+        if roots:
+            from tagger.discover import under
+            rows = [r for r in rows if under(r.path, roots)]
+        return rows
+
     def prune(self) -> int:
         """Delete the tracks marked missing (and their scores); returns how many."""
         with self.engine.begin() as conn:
@@ -237,3 +252,45 @@ class Library:
                      by_status.get("missing", 0), seconds / 3600, formats,
                      [tuple(u) for u in used], [tuple(f) for f in failed])
 
+
+
+class Journal:
+    """The undo journal of tag writing, on the library's database."""
+
+    def __init__(self, library: Library) -> None:
+        self.engine = library.engine
+
+    def start(self, action: str, options: dict) -> int:
+        with self.engine.begin() as conn:
+            return conn.execute(insert(write_runs).values(action=action, started_at=time.time(),
+                                                          options=options)).inserted_primary_key[0]
+
+    def record(self, run_id: int, path: str, changes: Sequence[tuple[str, list[str], list[str]]]) -> None:
+        if changes:
+            with self.engine.begin() as conn:
+                conn.execute(insert(write_journal), [{"run_id": run_id, "path": path, "field": f,
+                                                      "old": old, "new": new} for f, old, new in changes])
+
+    def last_undoable(self) -> int | None:
+        """The newest write or remove run that changed something and is not undone yet."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(write_runs.c.id))
+                                .join(write_journal, write_journal.c.run_id == write_runs.c.id)
+                                .where(write_runs.c.action != "undo", write_runs.c.undone_by.is_(None))).scalar()
+
+    def run(self, run_id: int):
+        with self.engine.connect() as conn:
+            return conn.execute(select(write_runs).where(write_runs.c.id == run_id)).first()
+
+    def entries(self, run_id: int) -> dict[str, list[tuple[str, list[str], list[str]]]]:
+        """path → [(field, old, new)] of one run."""
+        out: dict[str, list] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(write_journal).where(write_journal.c.run_id == run_id)
+                                    .order_by(write_journal.c.id)):
+                out.setdefault(row.path, []).append((row.field, row.old, row.new))
+        return out
+
+    def mark_undone(self, run_id: int, by: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(write_runs).where(write_runs.c.id == run_id).values(undone_by=by))

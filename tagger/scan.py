@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from tagger.inference import resolve_device
 from tagger.library import Library, StoredModel, TrackResult, TrackState
 from tagger.modelfile import DEFAULT_MODEL, load_model
 from tagger.runner import ModelRunner
+
+if TYPE_CHECKING:
+    from tagger.writer import WriteOptions
 
 DEFAULT_CHUNKS = 16
 COMPILE_MIN_CHUNKS = 4000  # below this a 5–25 s compile costs more than it saves (RESULTS.md)
@@ -47,6 +51,7 @@ class ScanOptions:
     dry_run: bool = False
     include_hidden: bool = False
     compile: str = "auto"  # auto | yes | no
+    write: "WriteOptions | None" = None  # write tags into the files after scoring them
 
 
 @dataclass
@@ -83,6 +88,7 @@ class ScanSummary:
     compiled: bool = False
     compile_error: str | None = None
     interrupted: bool = False
+    written: dict[str, int] = field(default_factory=dict)  # tag-writing outcomes by status
     device: str = "cpu"
     workers: int = 0
     model_name: str = ""
@@ -304,9 +310,18 @@ def _run(library, stored, model, plan, options, workers, device, summary, on_pro
         if on_progress:
             on_progress(ScanProgress(done, len(plan.todo), summary.audio_s, result.path, result.error))
         if len(pending) >= 256 or time.monotonic() - last_flush > 1.0:
-            library.save(pending, stored)
+            save(pending)
             pending.clear()
             last_flush = time.monotonic()
+
+    def save(results: list[TrackResult]) -> None:
+        library.save(results, stored)
+        if options.write is not None:  # tags go into files only once their scores are stored
+            from tagger.writer import write_tracks
+            ok = {r.path for r in results if not r.error}
+            rows = [r for r in library.tracks_under() if r.path in ok] if ok else []
+            for outcome in write_tracks(library, rows, options.write):
+                summary.written[outcome.status] = summary.written.get(outcome.status, 0) + 1
 
     def complete(slots: list[int]) -> None:
         for slot in slots:
@@ -335,5 +350,5 @@ def _run(library, stored, model, plan, options, workers, device, summary, on_pro
         summary.interrupted = True
     finally:
         summary.model_s = acc.model_s
-        library.save(pending, stored)  # whatever finished is kept, even on Ctrl-C
+        save(pending)  # whatever finished is kept, even on Ctrl-C
         del items

@@ -76,3 +76,10 @@ class Vocabulary:
 
     def suggest(self, text: str, n: int = 3) -> list[str]:
         return difflib.get_close_matches(tag_name(text), self.names(), n=n, cutoff=0.5)
+
+
+# Which MTAT tags (or groups) are genres and which are moods, for the GENRE and MOOD fields;
+# the rest (instruments, vocals, tempo-free descriptions) go only to tagger's own fields.
+MTAT_GENRES = frozenset({"classical", "techno", "electronic", "rock", "ambient", "indian", "opera",
+                         "pop", "new age", "dance", "country", "metal"})
+MTAT_MOODS = frozenset({"slow", "fast", "loud", "quiet", "soft", "weird"})

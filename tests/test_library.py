@@ -97,3 +97,19 @@ def test_foreign_or_newer_databases_are_refused(tmp_path):
     (tmp_path / "folder.db").mkdir()
     with pytest.raises(StoreError, match="is a directory"):
         open_engine(str(tmp_path / "folder.db"))
+
+
+def test_schema_1_database_is_migrated(tmp_path):
+    import sqlite3
+
+    from sqlalchemy import inspect
+    path = tmp_path / "v1.db"
+    open_engine(str(path))
+    with sqlite3.connect(path) as conn:  # make it look like a database of the first release
+        conn.execute("DROP TABLE write_journal")
+        conn.execute("DROP TABLE write_runs")
+        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    engine = open_engine(str(path))
+    assert {"write_runs", "write_journal"} <= set(inspect(engine).get_table_names())
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)

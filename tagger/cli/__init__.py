@@ -10,7 +10,7 @@ import traceback
 import typer
 
 from tagger import __version__
-from tagger.cli import library_cmd, models_cmd, query_cmd, scan_cmd, tag_cmd
+from tagger.cli import library_cmd, models_cmd, query_cmd, scan_cmd, tag_cmd, write_cmd
 from tagger.errors import TaggerError
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.command("show")(library_cmd.show_command)
 app.command("tags")(library_cmd.tags_command)
 app.command("stats")(library_cmd.stats_command)
 app.command("prune")(library_cmd.prune_command)
+app.command("write")(write_cmd.write_command)
 app.command("tag")(tag_cmd.tag)
 app.add_typer(models_cmd.app, name="models")
 

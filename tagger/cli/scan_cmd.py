@@ -12,8 +12,10 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from tagger.cli.common import DB_OPTION, db_path, parse_chunks, stderr_console, stdout_console
+from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
 from tagger.errors import UsageError
 from tagger.modelfile import DEFAULT_MODEL
+from tagger.writer import WriteOptions, parse_fields
 from tagger.scan import DEFAULT_CHUNKS, ScanOptions, ScanPlan, ScanProgress, ScanSummary, scan
 
 
@@ -42,13 +44,20 @@ def scan_command(
     hidden: bool = typer.Option(False, "--hidden", help="Also scan hidden files and folders."),
     compile: str = typer.Option("auto", "--compile",
                                 help="torch.compile the model on CPU: auto (for large scans), yes, no."),
+    write_tags: bool = typer.Option(False, "--write-tags", help="Also write the top tags into each "
+                                    "file's metadata (as 'tagger write'; undo with 'tagger write --undo')."),
+    top: int = TOP_OPTION,
+    min_prob: float = MIN_OPTION,
+    fields: str = FIELDS_OPTION,
 ) -> None:
     """Tag every audio file under PATHS and store the results; rescans only touch what changed."""
     if compile not in ("auto", "yes", "no"):
         raise UsageError(None, f"--compile must be auto, yes or no, not {compile!r}")
     options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
-                          include_hidden=hidden, compile=compile)
+                          include_hidden=hidden, compile=compile,
+                          write=WriteOptions(top=top, min_prob=min_prob, fields=parse_fields(fields),
+                                             force=force) if write_tags and not dry_run else None)
     out, err = stdout_console(), stderr_console()
     interactive = err.is_terminal
     progress = Progress(SpinnerColumn(), TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
@@ -92,6 +101,8 @@ def _print_summary(out, s: ScanSummary, dry_run: bool) -> None:
               f"{s.audio_s / t:.0f}× real time · model {s.model_name} on {s.device}"
               f"{' (compiled)' if s.compiled else ''}, {s.chunks} chunks, {100 * s.model_s / t:.0f}% of the time "
               f"in the model, {100 * s.wait_s / t:.0f}% waiting for decoding ({s.workers} workers)")
+    if s.written:
+        out.print("tags written into files: " + " · ".join(f"{k} {v}" for k, v in s.written.items()))
     if s.compile_error:
         out.print(f"note: torch.compile was not used ({escape(s.compile_error)})", style="yellow")
     for path, reason in s.failed[:20]:

@@ -6,14 +6,14 @@ import fcntl
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import platformdirs
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.exc import DatabaseError, OperationalError
 
 from tagger.errors import TaggerError
-from tagger.store.schema import SCHEMA_VERSION, meta, metadata
+from tagger.store.schema import SCHEMA_VERSION, meta, metadata, write_journal, write_runs
 
 
 class StoreError(TaggerError):
@@ -41,8 +41,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-# each entry upgrades the schema from version N to N + 1
-MIGRATIONS: dict[int, list[str]] = {}
+def _v1_to_v2(conn) -> None:
+    write_runs.create(conn, checkfirst=True)
+    write_journal.create(conn, checkfirst=True)
+
+
+# each entry upgrades the schema from version N to N + 1, inside the opening transaction
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
 
 
 def _migrate(engine: Engine, path: str) -> None:
@@ -60,8 +65,7 @@ def _migrate(engine: Engine, path: str) -> None:
             raise StoreError(path, f"was written by a newer tagger (schema {version}, this one "
                              f"knows {SCHEMA_VERSION})", "upgrade tagger")
         for v in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[v]:
-                conn.exec_driver_sql(statement)
+            MIGRATIONS[v](conn)
         if version != SCHEMA_VERSION:
             conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Table, Text, UniqueConstraint)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: write_runs and write_journal (tag writing with undo)
 
 metadata = MetaData()
 
@@ -61,3 +61,21 @@ embeddings = Table("embeddings", metadata,
                    Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),
                    Column("model_id", ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
                    Column("vector", LargeBinary, nullable=False))  # float16 little-endian
+
+# tag writing (schema 2): every field tagger changes in a file, with its previous value, so a
+# run can be undone
+write_runs = Table("write_runs", metadata,
+                   Column("id", Integer, primary_key=True),
+                   Column("action", String(16), nullable=False),  # write | remove | undo
+                   Column("started_at", Float, nullable=False),
+                   Column("options", JSON, nullable=False),
+                   Column("undone_by", Integer))
+
+write_journal = Table("write_journal", metadata,
+                      Column("id", Integer, primary_key=True),
+                      Column("run_id", ForeignKey("write_runs.id", ondelete="CASCADE"), nullable=False),
+                      Column("path", Text, nullable=False),
+                      Column("field", String(16), nullable=False),
+                      Column("old", JSON, nullable=False),  # list of strings; [] = the field was absent
+                      Column("new", JSON, nullable=False))
+Index("ix_write_journal_run", write_journal.c.run_id)
