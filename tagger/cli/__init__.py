@@ -10,7 +10,7 @@ import traceback
 import typer
 
 from tagger import __version__
-from tagger.cli import library_cmd, models_cmd, query_cmd, scan_cmd, tag_cmd, write_cmd
+from tagger.cli import library_cmd, models_cmd, query_cmd, scan_cmd, tag_cmd, train_cmd, write_cmd
 from tagger.errors import TaggerError
 
 app = typer.Typer(
@@ -26,6 +26,8 @@ app.command("prune")(library_cmd.prune_command)
 app.command("write")(write_cmd.write_command)
 app.command("tag")(tag_cmd.tag)
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(train_cmd.app, name="train")
+app.command("evaluate")(train_cmd.evaluate_command)
 
 _verbose = False
 

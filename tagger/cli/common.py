@@ -12,7 +12,7 @@ from tagger.store.db import default_db
 
 DB_OPTION = typer.Option(None, "--db", envvar="TAGGER_DB", show_default=False,
                          help="Library database: a file path or an SQLAlchemy URL "
-                              "[default: library.db in the user data folder].")
+                              "(default: library.db in the user data folder).")
 
 
 def db_path(db: str | None) -> str:
@@ -20,7 +20,8 @@ def db_path(db: str | None) -> str:
 
 
 def stdout_console() -> Console:
-    return Console(highlight=False)
+    # lines never hard-wrapped: piped output stays one record per line for scripts
+    return Console(highlight=False, soft_wrap=True)
 
 
 def stderr_console() -> Console:

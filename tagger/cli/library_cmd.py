@@ -52,7 +52,7 @@ def show_command(file: Path = typer.Argument(..., help="A scanned audio file.", 
 def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0,
                                                  help="Count tracks at or above this probability."),
                  model: str = typer.Option(None, "--model", "-m", show_default=False,
-                                           help="Model [default: the one that scored most tracks]."),
+                                           help="Model (default: the one that scored most tracks)."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                  db: str = DB_OPTION) -> None:
     """The vocabulary: raw tags and groups, with how many tracks reach --min."""

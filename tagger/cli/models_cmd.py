@@ -83,7 +83,7 @@ def convert(source: Path = typer.Argument(..., help="musicnn 0.1.0 wheel, or a f
                                           "its checkpoints (e.g. site-packages/musicnn)."),
             model: str = typer.Option("MTT_vgg", "--model", help=f"One of {', '.join(SOURCES)}."),
             output: Path = typer.Option(None, "--output", "-o",
-                                        help="Model file to write [default: ./NAME.safetensors]."),
+                                        help="Model file to write (default: ./NAME.safetensors)."),
             ) -> None:
     """Convert a musicnn TensorFlow checkpoint into a tagger model file (no TensorFlow needed).
 

@@ -28,7 +28,7 @@ def query_command(
                                     help="Only tracks whose score is at least this."),
     top: int = typer.Option(50, "--top", "-n", min=0, help="How many tracks; 0 for all."),
     model: str = typer.Option(None, "--model", "-m", show_default=False,
-                              help="Whose scores to rank by [default: the model that scored most tracks]."),
+                              help="Whose scores to rank by (default: the model that scored most tracks)."),
     fmt: str = typer.Option("table", "--format", "-f", help=f"One of {', '.join(FORMATS)}."),
     db: str = DB_OPTION,
 ) -> None:

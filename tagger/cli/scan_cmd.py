@@ -33,10 +33,10 @@ def scan_command(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Chunks per model batch."),
     workers: int = typer.Option(None, "--workers", min=0, show_default=False,
-                                help="Decoding processes [default: from the CPU count]; 0 decodes "
+                                help="Decoding processes (default: from the CPU count); 0 decodes "
                                      "in the main process."),
     threads: int = typer.Option(None, "--threads", min=1, show_default=False,
-                                help="CPU threads for the model [default: every core]."),
+                                help="CPU threads for the model (default: every core)."),
     chunks: str = typer.Option(str(DEFAULT_CHUNKS), "--chunks",
                                help="3 s chunks per track: N evenly spaced ones, or 'all'."),
     force: bool = typer.Option(False, "--force", help="Rescan every file, changed or not."),

@@ -19,7 +19,7 @@ FIELDS_OPTION = typer.Option("tags", "--fields",
 
 
 def write_command(
-    paths: list[Path] = typer.Argument(None, help="Only tracks under these folders/files [default: all].",
+    paths: list[Path] = typer.Argument(None, help="Only tracks under these folders/files (default: all).",
                                        show_default=False),
     tag: list[str] = typer.Option([], "--tag", "-t", help="Only tracks matching this tag (as in query).",
                                   show_default=False),

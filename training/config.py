@@ -1,0 +1,42 @@
+"""The training configuration: the founding report's recipe as defaults (shared/docs/recipe.md),
+every ablation of the report one option away."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "report"  # report (6-block short-chunk CNN) | baseline (table 1: 4 blocks)
+    widths: tuple[int, ...] | None = None  # conv widths; None: the arch's own
+    activation: str = "gelu"  # relu | elu | gelu
+    optimizer: str = "nadam"  # sgd | adam | nadam
+    lr: float = 1e-3
+    momentum: float = 0.9  # SGD only
+    weight_decay: float = 0.0
+    loss: str = "focal"  # bce | focal
+    focal_gamma: float = 2.0
+    focal_alpha: float = -1.0  # < 0: no class weighting (the report gives none)
+    batch_size: int = 16
+    epochs: int = 50
+    patience: int = 10  # epochs without a better validation ROC-AUC before stopping
+    augment: tuple[str, ...] = ("polarity", "gain", "pitch")  # the report's kept three
+    augment_p: float = 0.5
+    gain_db: tuple[float, float] = (-20.0, -1.0)
+    pitch_semitones: int = 2
+    eval_chunks: int = 16  # evenly spaced 3 s chunks per validation/test clip
+    seed: int = 0
+    workers: int = 2
+    mixed_precision: bool = True  # bf16 autocast on CUDA; ignored on CPU
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        for key in ("widths", "augment", "gain_db"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
+        return cls(**d)

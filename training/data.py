@@ -1,0 +1,310 @@
+"""Training data: MagnaTagATune or a CSV of your own labels, decoded once into a cache.
+
+A dataset is a list of clips (source path, 0/1 label vector, split) plus its tag list. The
+cache holds each clip as 16 kHz mono float16 in its own ``.npy`` (read memory-mapped) with a
+CRC-32 in ``manifest.json``; ``prepare`` fills it, resumes where it stopped, and rebuilds any
+entry whose file is missing or whose checksum no longer matches.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import random
+import tempfile
+import zlib
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from tagger.audio import decode
+from tagger.chunks import cut_chunks
+from tagger.errors import TaggerError, UsageError
+from tagger.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS
+
+SAMPLE_RATE = 16000
+CHUNK = 48000
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class Clip:
+    key: str  # path relative to the audio root: the clip's identity in the cache
+    path: str  # absolute source path
+    labels: np.ndarray  # [n_tags] uint8
+    split: str
+
+
+@dataclass
+class TagDataset:
+    name: str
+    tags: list[str]
+    clips: list[Clip]
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def split(self, name: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == name]
+
+    def fingerprint(self) -> str:
+        """Identifies the data a model was trained on: tags, clips, labels and splits."""
+        h = hashlib.sha256("\n".join(self.tags).encode())
+        for c in sorted(self.clips, key=lambda c: c.key):
+            h.update(f"{c.key}\t{c.split}\t{''.join(map(str, c.labels.tolist()))}\n".encode())
+        return h.hexdigest()
+
+
+def _mtat_split_from_folder(mp3_path: str) -> str:
+    folder = mp3_path.split("/")[0].lower()
+    return "train" if folder in "0123456789ab" else "valid" if folder == "c" else "test"
+
+
+def _read_split_dir(split_dir: Path) -> dict[str, str]:
+    """``row<TAB>dir/file.mp3`` list files → path → split."""
+    names = {"train": ("train",), "valid": ("valid", "val", "validation"), "test": ("test",)}
+    out: dict[str, str] = {}
+    for split, stems in names.items():
+        files = [split_dir / f"{s}{ext}" for s in stems for ext in (".tsv", ".txt", "")]
+        found = next((f for f in files if f.is_file()), None)
+        if found is None:
+            raise UsageError(split_dir, f"has no {split} list", f"expected one of {', '.join(f.name for f in files[:3])}")
+        for line in found.read_text().splitlines():
+            if line.strip():
+                out[line.split("\t")[-1].strip()] = split
+    return out
+
+
+def load_mtat(data_dir: str | os.PathLike[str], split_dir: str | os.PathLike[str] | None = None,
+              n_tags: int = 50) -> TagDataset:
+    """``annotations_final.csv`` (tab-separated: clip_id, 188 tag columns, mp3_path) and the
+    mp3 folders; the ``n_tags`` most frequent tags; split by folder (0–b / c / d–f) or by
+    the list files in ``split_dir``. Training clips without any of the tags are dropped."""
+    root = Path(data_dir).expanduser()
+    ann = root / "annotations_final.csv"
+    if not ann.is_file():
+        raise UsageError(ann, "not found", "--data-dir must be the MagnaTagATune folder")
+    with ann.open(newline="") as f:
+        rows = list(csv.reader(f, delimiter="\t"))
+    header = rows[0]
+    if header[0] != "clip_id" or header[-1] != "mp3_path":
+        raise UsageError(ann, "is not MagnaTagATune's annotations_final.csv (clip_id … mp3_path)")
+    all_tags = header[1:-1]
+    matrix = np.array([[int(v) for v in r[1:-1]] for r in rows[1:] if len(r) == len(header)], dtype=np.uint8)
+    paths = [r[-1] for r in rows[1:] if len(r) == len(header)]
+    counts = matrix.sum(axis=0).astype(np.int64)  # unsigned counts would overflow when negated
+    order = sorted(range(len(all_tags)), key=lambda i: (-counts[i], all_tags[i]))[:n_tags]
+    tags = [all_tags[i] for i in order]
+    groups, aliases = {}, {}
+    if set(tags) == set(MTAT_TAGS):  # the published top 50: keep its order and groups
+        tags, groups, aliases = list(MTAT_TAGS), MTAT_GROUPS, MTAT_GROUP_ALIASES
+    cols = [all_tags.index(t) for t in tags]
+    splits = _read_split_dir(Path(split_dir)) if split_dir else None
+    clips = []
+    for p, row in zip(paths, matrix):
+        split = splits.get(p) if splits is not None else _mtat_split_from_folder(p)
+        labels = row[cols]
+        if split is None or (split == "train" and labels.sum() == 0):
+            continue
+        clips.append(Clip(p, str(root / p), labels, split))
+    return TagDataset("mtat", tags, clips, groups, aliases)
+
+
+def load_csv(labels: str | os.PathLike[str], audio_root: str | os.PathLike[str], seed: int = 0,
+             valid_frac: float = 0.1, test_frac: float = 0.1) -> TagDataset:
+    """One row per file: a ``path`` (or ``file``) column relative to ``audio_root``, then either
+    a ``tags`` column (``;``-separated) or one 0/1 column per tag; an optional ``split`` column
+    (train/valid/test), else a seeded random split."""
+    labels_path = Path(labels).expanduser()
+    try:
+        with labels_path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise UsageError(labels_path, f"cannot read: {e.strerror}") from None
+    if not rows:
+        raise UsageError(labels_path, "has no rows")
+    columns = list(rows[0])
+    path_col = next((c for c in ("path", "file", "filename") if c in columns), None)
+    if path_col is None:
+        raise UsageError(labels_path, "needs a 'path' column")
+    if "tags" in columns:
+        tags = sorted({t.strip() for r in rows for t in (r["tags"] or "").split(";") if t.strip()})
+        vectors = [np.array([t in {x.strip() for x in (r["tags"] or "").split(";")} for t in tags], np.uint8)
+                   for r in rows]
+    else:
+        tags = [c for c in columns if c not in (path_col, "split")]
+        try:
+            vectors = [np.array([int(r[t] or 0) for t in tags], np.uint8) for r in rows]
+        except ValueError:
+            raise UsageError(labels_path, "tag columns must hold 0 or 1 (or use one 'tags' column)") from None
+    if not tags:
+        raise UsageError(labels_path, "names no tags")
+    rng = random.Random(seed)
+    root = Path(audio_root).expanduser()
+    clips = []
+    for r, v in zip(rows, vectors):
+        split = (r.get("split") or "").strip().lower()
+        split = {"val": "valid", "validation": "valid"}.get(split, split)
+        if split not in SPLITS:
+            u = rng.random()
+            split = "test" if u < test_frac else "valid" if u < test_frac + valid_frac else "train"
+        clips.append(Clip(r[path_col], str(root / r[path_col]), v, split))
+    return TagDataset("csv", tags, clips)
+
+
+# --- the cache ----------------------------------------------------------------------------
+
+@dataclass
+class PrepareReport:
+    total: int = 0
+    cached: int = 0
+    decoded: int = 0
+    rebuilt: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def _entry_file(key: str) -> str:
+    h = hashlib.sha1(key.encode()).hexdigest()
+    return f"{h[:2]}/{h}.npy"
+
+
+def _decode_clip(args: tuple[str, str, str]) -> tuple[str, dict | None, str | None]:
+    key, source, target = args
+    try:
+        audio = decode(source, SAMPLE_RATE).astype(np.float16)
+    except TaggerError as e:
+        return key, None, e.reason
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    tmp = target + ".tmp.npy"
+    np.save(tmp, audio)
+    os.replace(tmp, target)
+    st = os.stat(source)
+    return key, {"file": os.path.relpath(target, Path(target).parent.parent), "samples": int(len(audio)),
+                 "crc32": zlib.crc32(audio.tobytes()), "source_size": st.st_size,
+                 "source_mtime_ns": st.st_mtime_ns}, None
+
+
+class Cache:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser()
+        self.manifest_path = self.root / "manifest.json"
+        self.entries: dict[str, dict] = {}
+        self.failed: dict[str, str] = {}
+        if self.manifest_path.is_file():
+            try:
+                data = json.loads(self.manifest_path.read_text())
+                self.entries, self.failed = data.get("entries", {}), data.get("failed", {})
+            except (ValueError, OSError):
+                pass  # a damaged manifest: every entry is verified and rebuilt as needed
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".manifest.")
+        with os.fdopen(fd, "w") as f:
+            json.dump({"version": 1, "sample_rate": SAMPLE_RATE, "entries": self.entries,
+                       "failed": self.failed}, f)
+        os.replace(tmp, self.manifest_path)
+
+    def valid(self, key: str, source: str, full: bool = True) -> bool:
+        """Whether the entry can be trusted: the source is unchanged and the cached samples are
+        there (``full``: and their CRC-32 matches, which reads them all)."""
+        e = self.entries.get(key)
+        if e is None:
+            return False
+        try:
+            st = os.stat(source)
+            if (st.st_size, st.st_mtime_ns) != (e["source_size"], e["source_mtime_ns"]):
+                return False
+            audio = np.load(self.root / e["file"], mmap_mode="r")
+            if len(audio) != e["samples"]:
+                return False
+            return not full or zlib.crc32(np.ascontiguousarray(audio).tobytes()) == e["crc32"]
+        except (OSError, ValueError, KeyError):
+            return False
+
+    def load(self, key: str) -> np.ndarray:
+        return np.load(self.root / self.entries[key]["file"], mmap_mode="r")
+
+    def prepare(self, clips: list[Clip], workers: int = 2, full_check: bool = True,
+                on_progress: Callable[[int, int], None] | None = None) -> PrepareReport:
+        """Decode every clip not already (validly) cached; resumable and self-healing."""
+        report = PrepareReport(total=len(clips))
+        todo = []
+        for c in clips:
+            if self.valid(c.key, c.path, full_check):
+                report.cached += 1
+            else:
+                report.rebuilt += c.key in self.entries
+                todo.append((c.key, c.path, str(self.root / _entry_file(c.key))))
+        done = report.cached
+        if on_progress:
+            on_progress(done, len(clips))
+        self.root.mkdir(parents=True, exist_ok=True)
+        pool = ProcessPoolExecutor(workers) if workers > 0 and len(todo) > 1 else None
+        results = pool.map(_decode_clip, todo, chunksize=4) if pool else map(_decode_clip, todo)
+        try:
+            for i, (key, entry, error) in enumerate(results, 1):
+                if entry is None:
+                    self.failed[key] = error
+                    self.entries.pop(key, None)
+                    report.failed[key] = error
+                else:
+                    self.entries[key] = entry
+                    self.failed.pop(key, None)
+                    report.decoded += 1
+                done += 1
+                if on_progress:
+                    on_progress(done, len(clips))
+                if i % 200 == 0:
+                    self.save()  # resumable: what is done stays done
+        finally:
+            self.save()
+            if pool:
+                pool.shutdown(cancel_futures=True)
+        return report
+
+
+# --- torch datasets -----------------------------------------------------------------------
+
+class CropDataset(Dataset):
+    """Training: one random 3 s crop per clip per epoch, reproducible from (seed, epoch, i)."""
+
+    def __init__(self, cache: Cache, clips: list[Clip], seed: int = 0) -> None:
+        self.cache, self.clips, self.seed, self.epoch = cache, clips, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        clip = self.clips[i]
+        audio = self.cache.load(clip.key)
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        start = int(rng.integers(0, max(1, len(audio) - CHUNK + 1)))
+        x = cut_chunks(np.asarray(audio[start:start + CHUNK], dtype=np.float32), CHUNK, 1)[0]
+        return torch.from_numpy(x), torch.from_numpy(clip.labels.astype(np.float32))
+
+
+class ChunksDataset(Dataset):
+    """Evaluation: ``n`` evenly spaced 3 s chunks per clip → ``[n, 48000]``."""
+
+    def __init__(self, cache: Cache, clips: list[Clip], n: int = 16) -> None:
+        self.cache, self.clips, self.n = cache, clips, n
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        clip = self.clips[i]
+        audio = np.asarray(self.cache.load(clip.key), dtype=np.float32)
+        if len(audio) < CHUNK:
+            audio = cut_chunks(audio, CHUNK, 1)[0]
+        # the recipe's protocol: exactly n evenly spaced chunks, overlapping where the clip is short
+        starts = np.linspace(0, len(audio) - CHUNK, self.n).round().astype(int)
+        chunks = np.stack([audio[s:s + CHUNK] for s in starts])
+        return torch.from_numpy(chunks), torch.from_numpy(clip.labels.astype(np.float32))
