@@ -181,6 +181,14 @@ class Library:
             conn.execute(update(tracks).where(tracks.c.path == path)
                          .values(size=size, mtime_ns=mtime_ns, fingerprint=fingerprint))
 
+    def tracks_at(self, paths: Sequence[str]) -> list:
+        """The rows of the tracks at ``paths`` (those in the database), by path."""
+        rows = []
+        with self.engine.connect() as conn:
+            for i in range(0, len(paths), 500):
+                rows += conn.execute(select(tracks).where(tracks.c.path.in_(paths[i:i + 500]))).all()
+        return sorted(rows, key=lambda r: r.path)
+
     def tracks_under(self, roots: Sequence[str] | None = None, status: str = "ok") -> list:
         """Track rows (all, or those under ``roots``) with ``status``, by path."""
         with self.engine.connect() as conn:

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from tagger.audio import decode_chunks
 from tagger.discover import FoundFile, discover, fingerprint, under
-from tagger.errors import TaggerError
+from tagger.errors import TaggerError, UsageError
 from tagger.inference import resolve_device
 from tagger.library import Library, StoredModel, TrackResult, TrackState
 from tagger.modelfile import DEFAULT_MODEL, load_model
@@ -257,6 +257,9 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
     from tagger.store.db import writer_lock
 
     started = time.perf_counter()
+    for root in roots:  # before anything is opened: an unmounted drive must not mark its tracks missing
+        if not os.path.exists(os.path.expanduser(str(root))):
+            raise UsageError(root, "no such file or folder", "nothing was scanned or changed")
     device = resolve_device(options.device)
     model = load_model(options.model, device)
     library = Library(db)
@@ -318,9 +321,8 @@ def _run(library, stored, model, plan, options, workers, device, summary, on_pro
         library.save(results, stored)
         if options.write is not None:  # tags go into files only once their scores are stored
             from tagger.writer import write_tracks
-            ok = {r.path for r in results if not r.error}
-            rows = [r for r in library.tracks_under() if r.path in ok] if ok else []
-            for outcome in write_tracks(library, rows, options.write):
+            ok = [r.path for r in results if not r.error]
+            for outcome in write_tracks(library, library.tracks_at(ok) if ok else [], options.write):
                 summary.written[outcome.status] = summary.written.get(outcome.status, 0) + 1
 
     def complete(slots: list[int]) -> None:

@@ -165,3 +165,16 @@ def test_interrupted_scan_is_consistent_and_resumes(tmp_path, sig):
     assert f"{50 - done} scanned" in result.stdout and f"unchanged {done}" in result.stdout
     _consistent(db)
     assert db_rows(db, "SELECT count(*) FROM tracks WHERE status = 'ok'") == [(50,)]
+
+
+def test_missing_root_is_an_error_and_marks_nothing(tmp_path):
+    root = tmp_path / "drive"
+    root.mkdir()
+    write_audio(root / "a.wav", music_like(3.0, 16000, 1))
+    db = tmp_path / "lib.db"
+    scan(root, db)
+    unmounted = tmp_path / "drive-moved"
+    root.rename(unmounted)
+    result = run_cli("scan", root, "--db", db)
+    assert result.returncode == 1 and "no such file or folder" in result.stderr
+    assert statuses(db) == {str(root / "a.wav"): "ok"}
