@@ -91,6 +91,13 @@ class Library:
                                             for i, t in enumerate(card.tags)])
         return self.model(sha256=card.sha256)
 
+    def find_model(self, sha256: str) -> StoredModel | None:
+        """The stored model with this file hash, or None (nothing is added)."""
+        with self.engine.connect() as conn:
+            if conn.execute(select(models.c.id).where(models.c.sha256 == sha256)).first() is None:
+                return None
+        return self.model(sha256=sha256)
+
     def model(self, name: str | None = None, sha256: str | None = None,
               model_id: int | None = None) -> StoredModel:
         """A stored model by row id, by hash, by name (the newest of that name), or, with none

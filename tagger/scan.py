@@ -28,7 +28,7 @@ from tagger.audio import decode_chunks
 from tagger.discover import FoundFile, discover, fingerprint, under
 from tagger.errors import TaggerError, UsageError
 from tagger.inference import resolve_device
-from tagger.library import Library, StoredModel, TrackResult, TrackState
+from tagger.library import Library, TrackResult, TrackState
 from tagger.modelfile import DEFAULT_MODEL, load_model
 from tagger.runner import ModelRunner
 
@@ -102,12 +102,12 @@ def default_workers(device: torch.device) -> int:
     return max(1, min(4, cpus // 4))
 
 
-def plan_scan(library: Library, roots: Sequence[str], model: StoredModel,
+def plan_scan(known: dict[str, TrackState], roots: Sequence[str], model_id: int | None,
               force: bool = False, include_hidden: bool = False) -> ScanPlan:
-    """Compare the files under ``roots`` with the database."""
+    """Compare the files under ``roots`` with the stored tracks ``known`` (path → state);
+    ``model_id`` is the scanning model's row (None: not in the database yet)."""
     found = discover(roots, include_hidden)
     roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
-    known = library.track_states()
     plan = ScanPlan(todo=[], problems=found.problems)
     seen: set[str] = set()
     new: list[FoundFile] = []
@@ -117,7 +117,7 @@ def plan_scan(library: Library, roots: Sequence[str], model: StoredModel,
         if state is None:
             new.append(f)
         elif force or state.size != f.size or state.mtime_ns != f.mtime_ns or (
-                state.status != "failed" and state.model_id != model.id):
+                state.status != "failed" and state.model_id != model_id):
             plan.todo.append(f)
             plan.changed += 1
         else:
@@ -143,7 +143,7 @@ def plan_scan(library: Library, roots: Sequence[str], model: StoredModel,
         if match is not None and not force:
             moved_ids.add(match.id)
             plan.moved.append((match.id, f.path, f.mtime_ns))
-            if match.status != "failed" and match.model_id != model.id:
+            if match.status != "failed" and match.model_id != model_id:
                 plan.todo.append(f)  # moved, and scored by another model: score again
         else:
             plan.todo.append(f)
@@ -218,12 +218,13 @@ class _Accumulator:
         return finished
 
     def _run(self, n: int) -> list[int]:
-        parts, owners = [], []
-        while sum(len(p) for p in parts) < n:
+        parts, owners, taken = [], [], 0
+        while taken < n:
             slot, chunks = self.queue[0]
-            take = min(len(chunks), n - sum(len(p) for p in parts))
+            take = min(len(chunks), n - taken)
             parts.append(chunks[:take])
             owners += [slot] * take
+            taken += take
             if take == len(chunks):
                 self.queue.pop(0)
             else:
@@ -254,7 +255,7 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
          on_plan: Callable[[ScanPlan], None] | None = None) -> ScanSummary:
     """Scan ``roots`` into the database ``db``. Raises TaggerError for problems with the
     model, device or database; problems with single files are recorded and counted."""
-    from tagger.store.db import writer_lock
+    from tagger.store.db import db_exists, writer_lock
 
     started = time.perf_counter()
     for root in roots:  # before anything is opened: an unmounted drive must not mark its tracks missing
@@ -262,17 +263,23 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
             raise UsageError(root, "no such file or folder", "nothing was scanned or changed")
     device = resolve_device(options.device)
     model = load_model(options.model, device)
+    workers = default_workers(device) if options.workers is None else options.workers
+    if options.dry_run:  # read what is stored, if anything, and change nothing
+        library = Library(db, create=False) if db_exists(db) else None
+        known = library.track_states() if library else {}
+        stored = library.find_model(model.card.sha256) if library else None
+        plan = plan_scan(known, roots, stored.id if stored else None, options.force, options.include_hidden)
+        if on_plan:
+            on_plan(plan)
+        return ScanSummary(plan=plan, device=str(device), workers=workers, model_name=model.card.name,
+                           elapsed_s=time.perf_counter() - started)
     library = Library(db)
     with writer_lock(db):
         stored = library.ensure_model(model.card, model.embedding_size)
-        plan = plan_scan(library, roots, stored, options.force, options.include_hidden)
-        workers = default_workers(device) if options.workers is None else options.workers
+        plan = plan_scan(library.track_states(), roots, stored.id, options.force, options.include_hidden)
         summary = ScanSummary(plan=plan, device=str(device), workers=workers, model_name=model.card.name)
         if on_plan:
             on_plan(plan)
-        if options.dry_run:
-            summary.elapsed_s = time.perf_counter() - started
-            return summary
         library.move(plan.moved)
         library.set_status(plan.missing, "missing")
         library.set_status(plan.back, "ok")
@@ -317,12 +324,17 @@ def _run(library, stored, model, plan, options, workers, device, summary, on_pro
             pending.clear()
             last_flush = time.monotonic()
 
+    write_run: int | None = None
+
     def save(results: list[TrackResult]) -> None:
+        nonlocal write_run
         library.save(results, stored)
-        if options.write is not None:  # tags go into files only once their scores are stored
-            from tagger.writer import write_tracks
-            ok = [r.path for r in results if not r.error]
-            for outcome in write_tracks(library, library.tracks_at(ok) if ok else [], options.write):
+        ok = [r.path for r in results if not r.error]
+        if options.write is not None and ok:  # tags go into files only once their scores are stored
+            from tagger.writer import start_write_run, write_tracks
+            if write_run is None:  # the whole scan is one run for 'tagger write --undo'
+                write_run = start_write_run(library, options.write)
+            for outcome in write_tracks(library, library.tracks_at(ok), options.write, run_id=write_run):
                 summary.written[outcome.status] = summary.written.get(outcome.status, 0) + 1
 
     def complete(slots: list[int]) -> None:

@@ -98,17 +98,41 @@ def _write_safely(path: Path, changes: list[tuple[str, list[str], list[str]]]) -
             os.unlink(tmp)
 
 
-def _after_write(library: Library, path: Path) -> None:
+def _commit(library: Library, journal: Journal, run_id: int | None, path: Path,
+            changes: list[tuple[str, list[str], list[str]]], dry_run: bool, note: str = "") -> FileOutcome:
+    """The one way a planned change reaches a file: shown (dry run), or written safely,
+    journaled for undo, and the file's new size/mtime recorded so rescans leave it alone."""
+    if not changes:
+        return FileOutcome(str(path), "unchanged")
+    if dry_run:
+        return FileOutcome(str(path), "would-write", changes=changes)
+    try:
+        _write_safely(path, changes)
+    except TagWriteError as e:
+        return FileOutcome(str(path), "failed", e.reason)
+    except OSError as e:  # disk full, permissions…: the copy is gone, the original untouched
+        return FileOutcome(str(path), "failed", f"cannot write: {e.strerror or e}")
+    journal.record(run_id, str(path), changes)
     st = path.stat()
     library.update_file_state(str(path), st.st_size, st.st_mtime_ns, fingerprint(path, st.st_size))
+    return FileOutcome(str(path), "written", note, changes)
+
+
+def start_write_run(library: Library, options: WriteOptions) -> int:
+    """A journal run that ``write_tracks`` calls record into; ``--undo`` undoes a run whole."""
+    return Journal(library).start("write", {"top": options.top, "min": options.min_prob,
+                                            "fields": list(options.fields), "force": options.force})
 
 
 def write_tracks(library: Library, rows: Sequence, options: WriteOptions,
-                 on_file: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
-    """Write tags for track ``rows`` (from Library.tracks_under); one outcome per row."""
+                 on_file: Callable[[FileOutcome], None] | None = None,
+                 run_id: int | None = None) -> list[FileOutcome]:
+    """Write tags for track ``rows`` (from Library.tracks_under); one outcome per row. The
+    changes are journaled in ``run_id`` (a new run if None), so that a scan writing in many
+    batches is still one undoable run."""
     journal = Journal(library)
-    run_id = None if options.dry_run else journal.start("write", {
-        "top": options.top, "min": options.min_prob, "fields": list(options.fields), "force": options.force})
+    if run_id is None and not options.dry_run:
+        run_id = start_write_run(library, options)
     models: dict[int, StoredModel] = {}
     outcomes = []
     for row in rows:
@@ -147,17 +171,7 @@ def _write_one(library, row, model, options, journal, run_id) -> FileOutcome:
             continue  # same model, only the date would change
         if not _same(v23, old, new):
             changes.append((f, old, new))
-    if not changes:
-        return FileOutcome(row.path, "unchanged")
-    if options.dry_run:
-        return FileOutcome(row.path, "would-write", changes=changes)
-    try:
-        _write_safely(path, changes)
-    except TagWriteError as e:
-        return FileOutcome(row.path, "failed", e.reason)
-    journal.record(run_id, row.path, changes)
-    _after_write(library, path)
-    return FileOutcome(row.path, "written", changes=changes)
+    return _commit(library, journal, run_id, path, changes, options.dry_run)
 
 
 def remove_tags(library: Library, rows: Sequence, dry_run: bool = False,
@@ -167,21 +181,12 @@ def remove_tags(library: Library, rows: Sequence, dry_run: bool = False,
     run_id = None if dry_run else journal.start("remove", {})
     outcomes = []
     for row in rows:
-        path = Path(row.path)
         try:
-            tf = TagFile(path)
+            tf = TagFile(row.path)
             changes = [(f, tf.get(f), []) for f in OWN_FIELDS if tf.get(f)]
-            if not changes:
-                outcome = FileOutcome(row.path, "unchanged")
-            elif dry_run:
-                outcome = FileOutcome(row.path, "would-write", changes=changes)
-            else:
-                _write_safely(path, changes)
-                journal.record(run_id, row.path, changes)
-                _after_write(library, path)
-                outcome = FileOutcome(row.path, "written", changes=changes)
-        except (TagWriteError, OSError) as e:
-            outcome = FileOutcome(row.path, "failed", getattr(e, "reason", str(e)))
+            outcome = _commit(library, journal, run_id, Path(row.path), changes, dry_run)
+        except TagWriteError as e:
+            outcome = FileOutcome(row.path, "failed", e.reason)
         outcomes.append(outcome)
         if on_file:
             on_file(outcome)
@@ -199,25 +204,19 @@ def undo(library: Library, run_id: int | None = None, dry_run: bool = False,
     undo_id = None if dry_run else journal.start("undo", {"run": run_id})
     outcomes = []
     for path_text, entries in journal.entries(run_id).items():
-        path = Path(path_text)
         try:
-            tf = TagFile(path)
+            tf = TagFile(path_text)
             v23 = tf.kind == "id3" and tf.id3_version == 3
             changes, stale = [], []
             for f, old, new in entries:
                 (changes if _same(v23, tf.get(f), new) else stale).append((f, tf.get(f), old))
             if not changes:
                 outcome = FileOutcome(path_text, "skipped", "fields changed since that run; left alone")
-            elif dry_run:
-                outcome = FileOutcome(path_text, "would-write", changes=changes)
             else:
-                _write_safely(path, changes)
-                journal.record(undo_id, path_text, changes)
-                _after_write(library, path)
-                reason = f"not restored (changed since): {', '.join(f for f, *_ in stale)}" if stale else ""
-                outcome = FileOutcome(path_text, "written", reason, changes)
-        except (TagWriteError, OSError) as e:
-            outcome = FileOutcome(path_text, "failed", getattr(e, "reason", str(e)))
+                note = f"not restored (changed since): {', '.join(f for f, *_ in stale)}" if stale else ""
+                outcome = _commit(library, journal, undo_id, Path(path_text), changes, dry_run, note)
+        except TagWriteError as e:
+            outcome = FileOutcome(path_text, "failed", e.reason)
         outcomes.append(outcome)
         if on_file:
             on_file(outcome)

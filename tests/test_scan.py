@@ -123,6 +123,10 @@ def test_rescan_touch_move_delete_prune(tmp_path):
     other = run_cli("scan", root, "--db", db, "--model", "musicnn-mtt", "--dry-run")
     assert other.returncode == 0 and f"{len(statuses(db)) - 3} would scan" in other.stdout
     assert scanned_at(db).keys() == statuses(db).keys()  # dry run wrote nothing
+    assert db_rows(db, "SELECT count(*) FROM models") == [(1,)], "a dry run adds no model row"
+    fresh = tmp_path / "never.db"
+    assert run_cli("scan", root, "--db", fresh, "--dry-run").returncode == 0
+    assert not fresh.exists(), "a dry run creates no database"
 
 
 def _consistent(db):

@@ -184,3 +184,19 @@ def test_tagfile_id3v23_mood_and_unsupported_files(tmp_path):
     text.write_text("hello")
     with pytest.raises(TagWriteError, match="not supported"):
         TagFile(text)
+
+
+def test_scan_writing_in_many_batches_is_one_undoable_run(tmp_path):
+    root = tmp_path / "m"
+    root.mkdir()
+    for i in range(30):  # long enough for several one-second commits
+        write_audio(root / f"t{i:02d}.flac", music_like(20.0, 16000, i))
+    before = {p.name: sha(p) for p in root.iterdir()}
+    db = tmp_path / "d.db"
+    result = run_cli("scan", root, "--db", db, "--write-tags", "--min", "0.0", "--workers", "0", "--chunks", "all")
+    assert result.returncode == 0 and "written 30" in result.stdout
+    undone = write(db, "--undo")
+    assert "written 30" in undone.stdout
+    after = {p.name: all_tags(p) for p in root.iterdir()}
+    assert all("TAGGER_TAGS" not in tags for tags in after.values())
+    assert before.keys() == after.keys()

@@ -75,7 +75,7 @@ def scan_command(
         task = progress.add_task("scan", total=len(plan.todo), hours=0.0)
 
     def on_progress(p: ScanProgress) -> None:
-        if p.error:
+        if p.error and interactive:  # live, above the bar; the summary lists failures either way
             progress.console.print(f"failed {escape(p.path)}: {escape(p.error)}", style="red", soft_wrap=True)
         progress.update(task, completed=p.done, hours=p.audio_s / 3600)
 

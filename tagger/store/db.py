@@ -32,6 +32,12 @@ def db_url(db: str) -> str:
     return f"sqlite:///{Path(db).expanduser().absolute()}"
 
 
+def db_exists(db: str) -> bool:
+    """Whether the database is there already (always assumed for server URLs)."""
+    url = db_url(db)
+    return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file()
+
+
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")  # readers (query) never wait for the scan's writes
