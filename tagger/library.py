@@ -14,7 +14,7 @@ import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from tagger.errors import UsageError
-from tagger.modelfile import ModelCard
+from tagger.modelcard import ModelCard
 from tagger.store.db import open_engine
 from tagger.store.schema import embeddings, models, scores, tags, tracks, write_journal, write_runs
 from tagger.vocab import Vocabulary, tag_name
