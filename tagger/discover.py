@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 AUDIO_EXTENSIONS = frozenset({
     ".mp3", ".mp2", ".flac", ".ogg", ".oga", ".opus", ".wav", ".wave", ".aif", ".aiff", ".aifc",
@@ -42,7 +42,18 @@ class FoundFile:
 @dataclass
 class Discovery:
     files: list[FoundFile]
-    problems: list[tuple[str, str]]  # (path, reason) for folders or names we could not use
+    problems: list[tuple[str, str]]  # (path, reason) for folders we could not read
+    # audio files whose names are not valid UTF-8: the database cannot hold such a path, so
+    # they are recorded as failures under a printable stand-in (bytes as \xNN)
+    bad_names: list[FoundFile] = field(default_factory=list)
+
+
+BAD_NAME_REASON = "file name is not valid UTF-8; rename it (e.g. with convmv) to scan it"
+
+
+def printable_path(path: str) -> str:
+    """A path as text that can be stored and printed: undecodable bytes become \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _is_hidden(name: str) -> bool:
@@ -57,6 +68,7 @@ def discover(roots: Iterable[str | os.PathLike[str]], include_hidden: bool = Fal
     """
     files: list[FoundFile] = []
     problems: list[tuple[str, str]] = []
+    bad_names: list[FoundFile] = []
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[tuple[int, int]] = set()
 
@@ -70,7 +82,8 @@ def discover(roots: Iterable[str | os.PathLike[str]], include_hidden: bool = Fal
             try:
                 path.encode("utf-8")
             except UnicodeEncodeError:
-                problems.append((path.encode("utf-8", "replace").decode(), "file name is not valid UTF-8; skipped"))
+                seen_files.add(key)
+                bad_names.append(FoundFile(printable_path(path), st.st_size, st.st_mtime_ns))
                 return
             seen_files.add(key)
             files.append(FoundFile(path, st.st_size, st.st_mtime_ns))
@@ -115,7 +128,7 @@ def discover(roots: Iterable[str | os.PathLike[str]], include_hidden: bool = Fal
             walk(root)
         elif stat.S_ISREG(st.st_mode):
             consider(root, st)
-    return Discovery(files, problems)
+    return Discovery(files, problems, bad_names)
 
 
 def under(path: str, roots: Iterable[str]) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tagger.audio import decode
+from tagger.audio import RESTART, ChunkReader
 from tagger.chunks import cut_chunks
 from tagger.errors import UsageError
 from tagger.runner import ModelRunner
@@ -44,9 +44,12 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def score_chunks(model: TagModel, chunks: np.ndarray, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """chunks ``[N, chunk]`` → (probabilities ``[N, n_tags]``, embeddings ``[N, E]``)."""
-    runner = ModelRunner(model, min(batch_size, len(chunks)))
+def score_chunks(model: TagModel, chunks: np.ndarray, batch_size: int = 64,
+                 runner: ModelRunner | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """chunks ``[N, chunk]`` → (probabilities ``[N, n_tags]``, embeddings ``[N, E]``), with
+    ``runner`` if given (e.g. a compiled one), else an eager one."""
+    runner = runner or ModelRunner(model, min(batch_size, len(chunks)))
+    batch_size = runner.batch_size
     parts = [runner(chunks[i:i + batch_size]) for i in range(0, len(chunks), batch_size)]
     return np.concatenate([p for p, _ in parts]), np.concatenate([e for _, e in parts])
 
@@ -62,6 +65,17 @@ def tag_waveform(model: TagModel, samples: np.ndarray, n_chunks: int | None = No
 
 
 def tag_file(model: TagModel, path: str | os.PathLike[str], n_chunks: int | None = None,
-             batch_size: int = 64) -> TrackScores:
-    """Decode ``path`` and tag it; raises DecodeError for files that cannot be read."""
-    return tag_waveform(model, decode(path, model.card.sample_rate), n_chunks, batch_size)
+             batch_size: int = 64, runner: ModelRunner | None = None) -> TrackScores:
+    """Read the chunks of ``path`` the way a library scan does (``audio.ChunkReader``: seeks or
+    streaming, never the whole track in memory) and tag it; raises DecodeError for files that
+    cannot be read."""
+    card = model.card
+    reader = ChunkReader(path, card.sample_rate, card.chunk_samples, n_chunks)
+    blocks: list[np.ndarray] = []
+    for block in reader:
+        if block is RESTART:
+            blocks.clear()
+        else:
+            blocks.append(block)
+    probs, embs = score_chunks(model, np.concatenate(blocks), batch_size, runner)
+    return TrackScores(probs.mean(axis=0), embs.mean(axis=0), reader.duration_s, len(probs))

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
+from tagger.engine.results import NOT_FINITE, TrackResult
 from tagger.errors import UsageError
 from tagger.modelcard import ModelCard
 from tagger.store.db import open_engine
@@ -42,21 +44,6 @@ class TrackState:
     fingerprint: str | None
     status: str
     model_id: int | None
-
-
-@dataclass
-class TrackResult:
-    """What a scan learnt about one file: scores, or the error that stopped it."""
-    path: str
-    size: int
-    mtime_ns: int
-    fingerprint: str | None = None
-    format: str | None = None
-    duration_s: float | None = None
-    chunks: int = 0
-    probabilities: np.ndarray | None = None  # [n_tags]
-    embedding: np.ndarray | None = None  # [embedding_size]
-    error: str | None = None
 
 
 @dataclass
@@ -147,10 +134,36 @@ class Library:
             for i in range(0, len(ids), 500):
                 conn.execute(update(tracks).where(tracks.c.id.in_(ids[i:i + 500])).values(status=status))
 
-    def save(self, results: Sequence[TrackResult], model: StoredModel) -> None:
-        """Store scan results in one transaction: a track is either fully stored or not at all."""
+    def save(self, results: Sequence[TrackResult], model: StoredModel) -> list[tuple[str, str]]:
+        """Store scan results in one transaction, each track fully or not at all.
+
+        A result whose scores cannot be stored (not finite, wrong length) is turned into a
+        failure with the reason, in place. A track the database refuses costs only itself: it is
+        stored as failed where possible, and returned in ``(path, reason)`` pairs; the others are
+        kept. Errors of the database itself (disk full, locked) propagate."""
+        for r in results:
+            _check(r, model)
         if not results:
-            return
+            return []
+        try:
+            self._save(results, model)
+            return []
+        except _REFUSED:
+            pass
+        unsaved = []
+        for r in results:  # one transaction each, to find the track(s) the database refuses
+            try:
+                self._save([r], model)
+            except _REFUSED as e:
+                reason = f"could not be stored in the database: {_first_line(e)}"
+                unsaved.append((r.path, reason))
+                try:
+                    self._save([TrackResult(r.path, r.size, r.mtime_ns, error=reason)], model)
+                except _REFUSED:
+                    pass  # reported in the scan's summary; the next scan tries it again
+        return unsaved
+
+    def _save(self, results: Sequence[TrackResult], model: StoredModel) -> None:
         now = time.time()
         rows = [dict(path=r.path, size=r.size, mtime_ns=r.mtime_ns, fingerprint=r.fingerprint,
                      format=r.format, duration_s=r.duration_s, chunks=r.chunks,
@@ -267,10 +280,74 @@ class Library:
                      by_status.get("missing", 0), seconds / 3600, formats,
                      [tuple(u) for u in used], [tuple(f) for f in failed])
 
+    def model_counts(self) -> list[tuple[int, str, str, int]]:
+        """(model id, name, sha256, 'ok' tracks) of every model that scored tracks, most first."""
+        n = func.count(tracks.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(models.c.id, models.c.name, models.c.sha256, n)
+                                .join(tracks, tracks.c.model_id == models.c.id).where(tracks.c.status == "ok")
+                                .group_by(models.c.id).order_by(n.desc(), models.c.id)).all()
+        return [tuple(r) for r in rows]
+
+    def find_track(self, path: str):
+        """The track of the file at absolute ``path`` by any path to it: as stored, with its
+        symlinks resolved, or else as the same file (device and inode) as a stored track of
+        the same size. A scan stores a file under the first path it reached it by."""
+        import os
+
+        row = self.track(path)
+        if row is None and os.path.realpath(path) != path:
+            row = self.track(os.path.realpath(path))
+        if row is not None:
+            return row
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        with self.engine.connect() as conn:
+            same_size = conn.execute(select(tracks).where(tracks.c.size == st.st_size).order_by(tracks.c.path)).all()
+        for r in same_size:
+            try:
+                other = os.stat(r.path)
+            except OSError:
+                continue
+            if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
+                return r
+        return None
+
+
+
+_REFUSED = (IntegrityError, DataError, StatementError, ValueError, TypeError)
+
+
+def _check(r: TrackResult, model: StoredModel) -> None:
+    """Turn a result whose scores cannot be stored as they are into a failure with the reason."""
+    if r.error:
+        return
+    probs, emb = r.probabilities, r.embedding
+    if probs is None or len(probs) != len(model.tag_ids):
+        r.error = f"internal error: {0 if probs is None else len(probs)} scores for {len(model.tag_ids)} tags"
+    elif not (np.isfinite(probs).all() and (emb is None or np.isfinite(emb).all())):
+        r.error = NOT_FINITE
+    elif emb is not None and np.abs(emb).max(initial=0.0) > 65504:
+        r.error = "its embedding does not fit in float16; it was not stored"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e).strip()
+    return (text.splitlines() or [type(e).__name__])[0][:200]
 
 
 class Journal:
-    """The undo journal of tag writing, on the library's database."""
+    """The undo journal of tag writing, on the library's database.
+
+    Rows are written before the file is replaced, so a killed run's changes can be undone.
+    Beside each file's field rows, one ``FILE_STATE`` row holds the file's ``[size, mtime_ns]``
+    before the write (old) and ``[size, mtime_ns, fingerprint]`` of the written file (new): a
+    file found in that state was written by tagger, even if the run died before recording it.
+    """
+
+    FILE_STATE = "(file)"  # not a tag field: the file's state before and after the write
 
     def __init__(self, library: Library) -> None:
         self.engine = library.engine
@@ -280,11 +357,16 @@ class Journal:
             return conn.execute(insert(write_runs).values(action=action, started_at=time.time(),
                                                           options=options)).inserted_primary_key[0]
 
-    def record(self, run_id: int, path: str, changes: Sequence[tuple[str, list[str], list[str]]]) -> None:
-        if changes:
+    def record(self, run_id: int, path: str, changes: Sequence[tuple[str, list[str], list[str]]],
+               state: tuple[list, list] | None = None) -> None:
+        """Journal ``changes`` (and the file's ``(before, after)`` state) in one transaction."""
+        rows = [{"run_id": run_id, "path": path, "field": f, "old": old, "new": new} for f, old, new in changes]
+        if rows and state is not None:
+            rows.append({"run_id": run_id, "path": path, "field": self.FILE_STATE,
+                         "old": list(state[0]), "new": list(state[1])})
+        if rows:
             with self.engine.begin() as conn:
-                conn.execute(insert(write_journal), [{"run_id": run_id, "path": path, "field": f,
-                                                      "old": old, "new": new} for f, old, new in changes])
+                conn.execute(insert(write_journal), rows)
 
     def last_undoable(self) -> int | None:
         """The newest write or remove run that changed something and is not undone yet."""
@@ -301,10 +383,39 @@ class Journal:
         """path → [(field, old, new)] of one run."""
         out: dict[str, list] = {}
         with self.engine.connect() as conn:
-            for row in conn.execute(select(write_journal).where(write_journal.c.run_id == run_id)
+            for row in conn.execute(select(write_journal).where(write_journal.c.run_id == run_id,
+                                                                write_journal.c.field != self.FILE_STATE)
                                     .order_by(write_journal.c.id)):
                 out.setdefault(row.path, []).append((row.field, row.old, row.new))
         return out
+
+    def file_states(self, run_id: int) -> dict[str, tuple[list, list]]:
+        """path → (state before the run's write, state it left) of one run."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(write_journal).where(write_journal.c.run_id == run_id,
+                                                            write_journal.c.field == self.FILE_STATE)
+                                .order_by(write_journal.c.id)).all()
+        out: dict[str, tuple[list, list]] = {}
+        for row in rows:  # a path written twice in one run: its first before, its last after
+            out[row.path] = (out.get(row.path, (row.old,))[0], row.new)
+        return out
+
+    def last_written_state(self, path: str) -> list | None:
+        """``[size, mtime_ns, fingerprint]`` of the file tagger last wrote at ``path``, if any."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(write_journal.c.new).where(write_journal.c.path == path,
+                                                                  write_journal.c.field == self.FILE_STATE)
+                                .order_by(write_journal.c.id.desc()).limit(1)).scalar()
+
+    def runs(self, limit: int = 5) -> list:
+        """The newest write and remove runs that changed files and can still be undone:
+        rows of (id, action, started_at, files)."""
+        files = func.count(func.distinct(write_journal.c.path)).label("files")
+        with self.engine.connect() as conn:
+            return conn.execute(select(write_runs.c.id, write_runs.c.action, write_runs.c.started_at, files)
+                                .join(write_journal, write_journal.c.run_id == write_runs.c.id)
+                                .where(write_runs.c.action != "undo", write_runs.c.undone_by.is_(None))
+                                .group_by(write_runs.c.id).order_by(write_runs.c.id.desc()).limit(limit)).all()
 
     def mark_undone(self, run_id: int, by: int) -> None:
         with self.engine.begin() as conn:

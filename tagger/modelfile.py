@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from tagger.atomic import replace_atomically
 from tagger.cnn import ShortChunkCNN
 from tagger.errors import ModelFileError
 from tagger.modelcard import (ARCHITECTURE_NAMES, DEFAULT_MODEL, FORMAT, METADATA_KEY, ModelCard, builtin_dir,
@@ -52,7 +52,22 @@ def load_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL,
         first = str(e).strip().splitlines()[0]
         raise ModelFileError(card.path, f"weights do not fit the architecture in its metadata: {first}") from None
     model.card = card
-    return model.eval().to(device)
+    model = model.eval()
+    _probe(model, card)
+    return model.to(device)
+
+
+def _probe(model: TagModel, card: ModelCard) -> None:
+    """Refuse a model whose outputs are not finite on silence and on noise (NaN weights, a
+    broken export): otherwise every track it scores would fail, or worse, be stored."""
+    noise = torch.Generator().manual_seed(0)
+    x = torch.stack([torch.zeros(card.chunk_samples),
+                     0.1 * torch.randn(card.chunk_samples, generator=noise)])
+    with torch.inference_mode():
+        probs, emb = model.scores(x)
+    if not (torch.isfinite(probs).all() and torch.isfinite(emb).all()):
+        raise ModelFileError(card.path, "gives non-finite scores (NaN or infinity) on a test input; "
+                             "its weights are damaged", "re-export or retrain it")
 
 
 def save_model(model: TagModel, path: str | os.PathLike[str], card: ModelCard) -> ModelCard:
@@ -65,12 +80,6 @@ def save_model(model: TagModel, path: str | os.PathLike[str], card: ModelCard) -
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {METADATA_KEY: json.dumps(card.to_metadata(), sort_keys=True)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replace_atomically(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return read_card(path)

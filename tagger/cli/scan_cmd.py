@@ -13,10 +13,11 @@ from rich.text import Text
 
 from tagger.cli.common import DB_OPTION, db_path, parse_chunks, stderr_console, stdout_console
 from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
+from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, ScanOptions
 from tagger.errors import UsageError
-from tagger.modelfile import DEFAULT_MODEL
-from tagger.writer import WriteOptions, parse_fields
-from tagger.scan import DEFAULT_CHUNKS, ScanOptions, ScanPlan, ScanProgress, ScanSummary, scan
+
+# tagger.scan (torch, the engine) and tagger.writer are imported when a scan runs, so that
+# `tagger --help` and the commands that need no model start without torch
 
 
 class _Rate(ProgressColumn):
@@ -44,6 +45,9 @@ def scan_command(
     hidden: bool = typer.Option(False, "--hidden", help="Also scan hidden files and folders."),
     compile: str = typer.Option("auto", "--compile",
                                 help="torch.compile the model on CPU: auto (for large scans), yes, no."),
+    precision: str = typer.Option("fp32", "--precision",
+                                  help="fp32, or fp16 autocast on CUDA (track scores within 1e-2 of fp32; "
+                                       "see benchmarks/RESULTS.md)."),
     write_tags: bool = typer.Option(False, "--write-tags", help="Also write the top tags into each "
                                     "file's metadata (as 'tagger write'; undo with 'tagger write --undo')."),
     top: int = TOP_OPTION,
@@ -51,13 +55,16 @@ def scan_command(
     fields: str = FIELDS_OPTION,
 ) -> None:
     """Tag every audio file under PATHS and store the results; rescans only touch what changed."""
+    from tagger.scan import scan
+
     if compile not in ("auto", "yes", "no"):
         raise UsageError(None, f"--compile must be auto, yes or no, not {compile!r}")
+    if precision not in PRECISIONS:
+        raise UsageError(None, f"--precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
     options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
-                          include_hidden=hidden, compile=compile,
-                          write=WriteOptions(top=top, min_prob=min_prob, fields=parse_fields(fields),
-                                             force=force) if write_tags and not dry_run else None)
+                          include_hidden=hidden, compile=compile, precision=precision)
+    writing = _TagWriting(top, min_prob, fields, force) if write_tags and not dry_run else None
     out, err = stdout_console(), stderr_console()
     interactive = err.is_terminal
     progress = Progress(SpinnerColumn(), TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
@@ -65,7 +72,7 @@ def scan_command(
                         disable=not interactive)
     task = None
 
-    def on_plan(plan: ScanPlan) -> None:
+    def on_plan(plan) -> None:
         nonlocal task
         for path, reason in plan.problems:
             err.print(f"skipped {escape(path)}: {escape(reason)}", style="yellow")
@@ -74,37 +81,67 @@ def scan_command(
                 out.print(escape(f.path), soft_wrap=True)
         task = progress.add_task("scan", total=len(plan.todo), hours=0.0)
 
-    def on_progress(p: ScanProgress) -> None:
+    def on_progress(p) -> None:
         if p.error and interactive:  # live, above the bar; the summary lists failures either way
             progress.console.print(f"failed {escape(p.path)}: {escape(p.error)}", style="red", soft_wrap=True)
         progress.update(task, completed=p.done, hours=p.audio_s / 3600)
 
     with progress:
-        summary = scan([str(p) for p in paths], db_path(db), options, on_progress, on_plan)
-    _print_summary(out, summary, dry_run)
+        summary = scan([str(p) for p in paths], db_path(db), options, on_progress, on_plan,
+                       after_save=writing)
+    _print_summary(out, summary, dry_run, writing.counts if writing else {})
     if summary.interrupted:
         print(f"tagger: interrupted; {summary.scanned + len(summary.failed)} tracks were saved. "
               "Run the same command again to continue.", file=sys.stderr)
         raise typer.Exit(130)
 
 
-def _print_summary(out, s: ScanSummary, dry_run: bool) -> None:
-    p = s.plan
-    verb = "would scan" if dry_run else "scanned"
-    out.print(f"{len(p.todo) if dry_run else s.scanned} {verb} · new {p.new} · changed {p.changed} · "
-              f"unchanged {p.unchanged} · moved {len(p.moved)} · missing {len(p.missing)} · "
-              f"failed {len(s.failed)}")
+class _TagWriting:
+    """The scan's second consumer: tags go into the files once their scores are stored, and
+    the whole scan is one run for 'tagger write --undo'."""
+
+    def __init__(self, top: int, min_prob: float, fields: str, force: bool) -> None:
+        from tagger.writer import WriteOptions, parse_fields
+
+        self.options = WriteOptions(top=top, min_prob=min_prob, fields=parse_fields(fields), force=force)
+        self.run_id: int | None = None
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, library, results) -> None:
+        from tagger.writer import start_write_run, write_tracks
+
+        if self.run_id is None:
+            self.run_id = start_write_run(library, self.options)
+        rows = library.tracks_at([r.path for r in results])
+        for outcome in write_tracks(library, rows, self.options, run_id=self.run_id):
+            self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+
+
+def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
+    p, e = s.plan, s.engine
+    if dry_run:
+        head = f"{len(p.todo)} would scan"
+    elif s.interrupted:
+        head = f"{s.scanned} of {len(p.todo)} to scan were scanned before the interruption"
+    else:
+        head = f"{s.scanned} scanned"
+    out.print(f"{head} · new {p.new} · changed {p.changed} · unchanged {p.unchanged} · moved {len(p.moved)} · "
+              f"missing {len(p.missing)} · failed {len(s.failed)}")
     if dry_run or not (s.scanned or s.failed):
         return
     t = max(s.elapsed_s, 1e-9)
     out.print(f"{s.audio_s / 3600:.2f} h of audio in {t:.1f} s: {(s.scanned + len(s.failed)) / t:.2f} tracks/s, "
-              f"{s.audio_s / t:.0f}× real time · model {s.model_name} on {s.device}"
-              f"{' (compiled)' if s.compiled else ''}, {s.chunks} chunks, {100 * s.model_s / t:.0f}% of the time "
-              f"in the model, {100 * s.wait_s / t:.0f}% waiting for decoding ({s.workers} workers)")
-    if s.written:
-        out.print("tags written into files: " + " · ".join(f"{k} {v}" for k, v in s.written.items()))
-    if s.compile_error:
-        out.print(f"note: torch.compile was not used ({escape(s.compile_error)})", style="yellow")
+              f"{s.audio_s / t:.0f}× real time · model {s.model_name} on {e.device}"
+              f"{' (compiled)' if e.compiled else ''}{', fp16' if e.precision == 'fp16' else ''}, {e.chunks} chunks, "
+              f"{100 * e.model_s / t:.0f}% of the time in the model, {100 * e.wait_s / t:.0f}% waiting for "
+              f"decoding ({e.workers} workers)")
+    if e.workers_replaced:
+        out.print(f"note: {e.workers_replaced} decoding process(es) died and were replaced; the files they "
+                  "held are listed as failed", style="yellow")
+    if written:
+        out.print("tags written into files: " + " · ".join(f"{k} {v}" for k, v in written.items()))
+    if e.compile_error:
+        out.print(f"note: torch.compile was not used ({escape(e.compile_error)})", style="yellow")
     for path, reason in s.failed[:20]:
         out.print(f"  failed: {escape(path)}: {escape(reason)}", style="red", soft_wrap=True)
     if len(s.failed) > 20:

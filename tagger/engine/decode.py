@@ -1,0 +1,247 @@
+"""Stage 2, decode: each file's chunks as a stream of events, from worker processes.
+
+A worker takes one file at a time (two queued), reads it with ``audio.ChunkReader`` and sends
+its chunks on as they are cut, so its memory does not depend on the track's length; the main
+process stops reading when its batches are full, and a worker then waits in ``send``. Events:
+
+    ("start", i)                      worker began file i
+    ("chunks", i, block)              block: float32 [k, chunk]
+    ("restart", i)                    forget file i's chunks so far (a decoder fell back)
+    ("done", i, duration_s, format, fingerprint, n_chunks)
+    ("failed", i, reason)             the file could not be decoded
+    ("died", i, reason)               the worker holding file i died (OOM killer, a crash in
+                                      a decoder library); a new worker takes over the rest
+
+Workers are fresh interpreters (``python -m tagger.engine.decode``) that import only this
+module (numpy, soundfile, soxr, PyAV; never torch), so each costs tens of MB rather than a copy
+of the main process, and none re-runs the caller's ``__main__`` as multiprocessing's spawn and
+forkserver do. They talk over a socket pair, in their own session: Ctrl-C is the main
+process's to handle, and a worker whose parent vanishes sees end-of-file and exits.
+``workers=0`` decodes in the calling process, in order: the debug mode.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+from tagger.audio import RESTART, ChunkReader
+from tagger.discover import FoundFile, fingerprint
+from tagger.errors import TaggerError
+
+TASKS_PER_WORKER = 2  # one being decoded, one queued, so a worker never waits for the next name
+MAX_STARTUP_DEATHS = 3  # workers that die before their first word: something is badly wrong
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size, in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def decode_events(index: int, f: FoundFile, sample_rate: int, chunk: int,
+                  n_chunks: int | None) -> Iterator[tuple]:
+    """The events of decoding one file (see the module docstring); never raises for the file."""
+    yield ("start", index)
+    try:
+        reader = ChunkReader(f.path, sample_rate, chunk, n_chunks)
+        for block in reader:
+            yield ("restart", index) if block is RESTART else ("chunks", index, block)
+        yield ("done", index, reader.duration_s, reader.format, fingerprint(f.path, f.size), reader.chunks)
+    except TaggerError as e:
+        yield ("failed", index, e.reason)
+    except MemoryError:
+        yield ("failed", index, "out of memory while decoding")
+    except Exception as e:  # a decoder's own failure, whatever its type: this file only
+        yield ("failed", index, f"{type(e).__name__}: {e}"[:300])
+
+
+def _worker_main(conn: Connection, sample_rate: int, chunk: int, n_chunks: int | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    try:
+        with open("/proc/self/comm", "w") as comm:  # visible in ps/top as what it is
+            comm.write("tagger-decode")
+    except OSError:
+        pass
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        index, f = task
+        for event in decode_events(index, f, sample_rate, chunk, n_chunks):
+            conn.send(event)
+        conn.send(("rss", peak_rss()))
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen
+    conn: Connection
+    assigned: deque = field(default_factory=deque)  # file indices sent, not yet finished
+    current: int | None = None  # the file it is decoding now
+    spoke: bool = False
+    broken: bool = False  # a send to it failed: it is dead, its end-of-file is still to be read
+
+
+def _death_reason(process: subprocess.Popen) -> str:
+    try:
+        code = process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = "; out of memory?" if -code == signal.SIGKILL else ""
+        return f"the decoding process died while reading this file (killed by {name}{hint})"
+    return f"the decoding process died while reading this file (exit status {code})"
+
+
+def _start_worker(args: tuple) -> _Worker:
+    ours, theirs = socket.socketpair()
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])  # so a source checkout works too
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    sample_rate, chunk, n_chunks = args
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tagger.engine.decode", str(theirs.fileno()), str(sample_rate), str(chunk),
+         "all" if n_chunks is None else str(n_chunks)],
+        pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    theirs.close()
+    return _Worker(process, Connection(ours.detach()))
+
+
+class DecodePool:
+    """Decodes ``files`` in ``workers`` processes; ``events()`` yields their events as they
+    come (files finish out of order: a slow file never holds back the ones behind it)."""
+
+    def __init__(self, files: Sequence[FoundFile], sample_rate: int, chunk: int, n_chunks: int | None,
+                 workers: int) -> None:
+        self.files, self.args = files, (sample_rate, chunk, n_chunks)
+        self.todo: deque[int] = deque(range(len(files)))
+        self.workers: list[_Worker] = []
+        self.peak_rss = 0
+        self.replaced = 0
+        self._startup_deaths = 0
+        for _ in range(min(workers, max(1, len(files)))):
+            self.workers.append(_start_worker(self.args))
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self.workers]
+
+    def _top_up(self) -> None:
+        for w in self.workers:
+            while self.todo and len(w.assigned) < TASKS_PER_WORKER and not w.broken:
+                i = self.todo.popleft()
+                try:
+                    w.conn.send((i, self.files[i]))
+                except OSError:  # it died: reading its end-of-file replaces it
+                    self.todo.appendleft(i)
+                    w.broken = True
+                    break
+                w.assigned.append(i)
+
+    def events(self) -> Iterator[tuple]:
+        while self.todo or any(w.assigned or w.broken for w in self.workers):
+            self._top_up()
+            by_conn = {w.conn: w for w in self.workers if w.assigned or w.broken}
+            for conn in wait(list(by_conn)):
+                w = by_conn[conn]
+                try:
+                    event = conn.recv()
+                except (EOFError, OSError):
+                    yield from self._replace(w)
+                    continue
+                w.spoke = True
+                kind = event[0]
+                if kind == "rss":
+                    self.peak_rss = max(self.peak_rss, event[1])
+                    continue
+                if kind == "start":
+                    w.current = event[1]
+                elif kind in ("done", "failed"):
+                    w.assigned.remove(event[1])
+                    w.current = None
+                yield event
+
+    def _replace(self, w: _Worker) -> Iterator[tuple]:
+        """A worker died: the file it held fails, its queued files go to the others."""
+        reason = _death_reason(w.process)
+        w.conn.close()
+        if not w.spoke:
+            self._startup_deaths += 1
+            if self._startup_deaths >= MAX_STARTUP_DEATHS:
+                raise TaggerError(None, f"decoding processes cannot start ({reason.split('(')[-1].rstrip(')')})",
+                                  "try --workers 0")
+        held = w.current if w.current is not None else None
+        queued = [i for i in w.assigned if i != held]
+        self.todo.extendleft(reversed(queued))
+        self.workers[self.workers.index(w)] = _start_worker(self.args)
+        self.replaced += 1
+        if held is not None:
+            yield ("died", held, reason)
+
+    def close(self) -> None:
+        for w in self.workers:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+        for w in self.workers:
+            try:
+                w.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                w.process.kill()
+                w.process.wait()
+            w.conn.close()
+        self.workers = []
+
+
+class InlineDecoder:
+    """``workers=0``: the same events, decoded in this process one file after another."""
+
+    def __init__(self, files: Sequence[FoundFile], sample_rate: int, chunk: int, n_chunks: int | None) -> None:
+        self.files, self.args = files, (sample_rate, chunk, n_chunks)
+        self.peak_rss = 0
+        self.replaced = 0
+
+    def pids(self) -> list[int]:
+        return []
+
+    def events(self) -> Iterator[tuple]:
+        for i, f in enumerate(self.files):
+            yield from decode_events(i, f, *self.args)
+
+    def close(self) -> None:
+        pass
+
+
+def start_decoding(files: Sequence[FoundFile], sample_rate: int, chunk: int, n_chunks: int | None,
+                   workers: int) -> DecodePool | InlineDecoder:
+    if workers == 0:
+        return InlineDecoder(files, sample_rate, chunk, n_chunks)
+    return DecodePool(files, sample_rate, chunk, n_chunks, workers)
+
+
+def default_workers(device_type: str) -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if device_type == "cuda":  # the GPU outruns decoding: decode on every core but one
+        return max(1, min(32, cpus - 1))
+    # on CPU the model is the bottleneck (decode limit ~5× the scan rate, RESULTS.md)
+    return max(1, min(4, cpus // 4))
+
+
+if __name__ == "__main__":  # a decode worker: python -m tagger.engine.decode FD RATE CHUNK N|all
+    _fd, _rate, _chunk, _n = sys.argv[1:5]
+    _worker_main(Connection(int(_fd)), int(_rate), int(_chunk), None if _n == "all" else int(_n))

@@ -1,0 +1,27 @@
+"""What a scan is asked to do (no torch here: the command line imports it to parse options)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tagger.modelcard import DEFAULT_MODEL
+
+__all__ = ["DEFAULT_CHUNKS", "DEFAULT_MODEL", "PRECISIONS", "ScanOptions"]
+
+DEFAULT_CHUNKS = 16
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass
+class ScanOptions:
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    batch_size: int = 64
+    workers: int | None = None  # decode processes; None: chosen from the CPU count and device
+    threads: int | None = None  # torch threads in this process; None: chosen for the device
+    chunks: int | None = DEFAULT_CHUNKS  # None: every chunk
+    force: bool = False
+    dry_run: bool = False
+    include_hidden: bool = False
+    compile: str = "auto"  # auto | yes | no
+    precision: str = "fp32"  # fp32 | fp16 (CUDA only; RESULTS.md has the rule)

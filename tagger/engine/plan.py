@@ -1,0 +1,89 @@
+"""Stage 1, plan: walk the folders and compare what is there with what the store knows."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tagger.discover import BAD_NAME_REASON, FoundFile, discover, fingerprint, under
+
+
+class KnownTrack(Protocol):
+    """What the plan needs of a stored track (tagger.library.TrackState)."""
+    id: int
+    size: int
+    mtime_ns: int
+    fingerprint: str | None
+    status: str
+    model_id: int | None
+
+
+@dataclass
+class ScanPlan:
+    todo: list[FoundFile]  # new and changed files, to decode and score
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    moved: list[tuple[int, str, int]] = field(default_factory=list)  # (track id, new path, mtime)
+    missing: list[int] = field(default_factory=list)  # track ids gone from disk
+    back: list[int] = field(default_factory=list)  # tracks marked missing that are here again
+    problems: list[tuple[str, str]] = field(default_factory=list)  # folders that could not be read
+    bad_names: list[tuple[FoundFile, str]] = field(default_factory=list)  # to record as failed
+
+
+def plan_scan(known: Mapping[str, KnownTrack], roots: Sequence[str], model_id: int | None,
+              force: bool = False, include_hidden: bool = False) -> ScanPlan:
+    """Compare the files under ``roots`` with the stored tracks ``known`` (path → state);
+    ``model_id`` is the scanning model's row (None: not in the database yet)."""
+    found = discover(roots, include_hidden)
+    roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
+    plan = ScanPlan(todo=[], problems=found.problems)
+    seen: set[str] = set()
+    for f in found.bad_names:
+        seen.add(f.path)
+        state = known.get(f.path)
+        if state is None or state.size != f.size or state.mtime_ns != f.mtime_ns or state.status != "failed":
+            plan.bad_names.append((f, BAD_NAME_REASON))
+    new: list[FoundFile] = []
+    for f in found.files:
+        seen.add(f.path)
+        state = known.get(f.path)
+        if state is None:
+            new.append(f)
+        elif force or state.size != f.size or state.mtime_ns != f.mtime_ns or (
+                state.status != "failed" and state.model_id != model_id):
+            plan.todo.append(f)
+            plan.changed += 1
+        else:
+            plan.unchanged += 1
+            if state.status == "missing":
+                plan.back.append(state.id)
+    gone = [s for p, s in known.items() if p not in seen and s.status != "missing"
+            and under(p, roots) and not os.path.exists(p)]
+    gone_by_size: dict[int, list[KnownTrack]] = {}
+    for s in gone + [s for s in known.values() if s.status == "missing"]:
+        if s.fingerprint:
+            gone_by_size.setdefault(s.size, []).append(s)
+    moved_ids: set[int] = set()
+    for f in new:
+        candidates = [s for s in gone_by_size.get(f.size, []) if s.id not in moved_ids]
+        match = None
+        if candidates:
+            try:
+                fp = fingerprint(f.path, f.size)
+                match = next((s for s in candidates if s.fingerprint == fp), None)
+            except OSError:
+                pass
+        if match is not None and not force:
+            moved_ids.add(match.id)
+            plan.moved.append((match.id, f.path, f.mtime_ns))
+            if match.status != "failed" and match.model_id != model_id:
+                plan.todo.append(f)  # moved, and scored by another model: score again
+        else:
+            plan.todo.append(f)
+            plan.new += 1
+    plan.missing = [s.id for s in gone if s.id not in moved_ids]
+    plan.todo.sort(key=lambda f: f.path)
+    return plan

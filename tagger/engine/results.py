@@ -1,0 +1,41 @@
+"""What comes out of the engine: one TrackResult per file, and the engine's own figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+NOT_FINITE = "the model's scores for this file are not finite (NaN or infinity); it was not stored"
+
+
+@dataclass
+class TrackResult:
+    """What a scan learnt about one file: scores, or the error that stopped it."""
+    path: str
+    size: int
+    mtime_ns: int
+    fingerprint: str | None = None
+    format: str | None = None
+    duration_s: float | None = None
+    chunks: int = 0
+    probabilities: np.ndarray | None = None  # [n_tags], finite, in [0, 1]
+    embedding: np.ndarray | None = None  # [embedding_size], finite
+    error: str | None = None
+
+
+@dataclass
+class EngineStats:
+    device: str = "cpu"
+    workers: int = 0
+    threads: int = 0
+    compiled: bool = False
+    compile_error: str | None = None
+    precision: str = "fp32"
+    chunks: int = 0  # chunks scored
+    model_s: float = 0.0  # host time spent submitting batches and waiting for their results
+    wait_s: float = 0.0  # time the loop waited for decoded audio
+    device_busy_s: float = 0.0  # time the device spent on batches (CUDA events; CPU: = model_s)
+    worker_peak_rss: int = 0  # bytes, the largest peak RSS a decode worker reported
+    workers_replaced: int = 0  # decode workers that died and were replaced
