@@ -63,9 +63,10 @@ def main() -> None:
               f"widths {widths or 'recipe'}, augment {config.augment}, batch {config.batch_size}")
 
         def on_epoch(log):
-            print(f"epoch {log.epoch + 1}: {log.clips_per_s:.1f} clips/s (training steps incl. augmentation), "
+            roc = "—" if log.valid_roc_auc is None else f"{log.valid_roc_auc:.3f}"
+            print(f"epoch {log.epoch}: {log.clips_per_s:.1f} clips/s (training steps incl. augmentation), "
                   f"loader wait {100 * log.loader_wait_share:.1f}% of the epoch, loss {log.train_loss:.4f}, "
-                  f"valid ROC-AUC {log.valid_roc_auc:.3f}")
+                  f"valid ROC-AUC {roc}")
 
         train(data, cache, root / "run", config, "bench", args.device, on_epoch=on_epoch)
 

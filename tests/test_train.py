@@ -3,12 +3,15 @@ with clips whose tags are audible: tones in given bands, noise bursts, clicks, c
 
 import csv
 import json
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 SR = 16000
 TAGS = ["low tone", "high tone", "noise", "clicks", "chord"]
@@ -57,6 +60,16 @@ FAST = ["--widths", "16,16,32,32,32,32", "--batch-size", "8", "--lr", "3e-3", "-
         "--augment", "none", "--device", "cpu"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def user_cache(tmp_path_factory):
+    """The user cache folder of every command here (platformdirs honours XDG_CACHE_HOME), so no
+    test writes into the real home's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        folder = tmp_path_factory.mktemp("xdg-cache")
+        mp.setenv("XDG_CACHE_HOME", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="module")
 def mtat(tmp_path_factory):
     root = tmp_path_factory.mktemp("mtat")
@@ -64,19 +77,28 @@ def mtat(tmp_path_factory):
     return root, rows
 
 
-def test_prepare_is_resumable_and_rebuilds_corrupt_entries(mtat):
+def default_cache(user_cache, data_dir):
+    folders = list((user_cache / "tagger" / "training").glob(f"{data_dir.name}-*"))
+    assert len(folders) == 1, folders
+    return folders[0]
+
+
+def test_prepare_is_resumable_and_rebuilds_corrupt_entries(mtat, user_cache):
     root, rows = mtat
-    first = run_cli("train", "prepare", "--dataset", "mtat", "--data-dir", root)
+    first = run_cli("train", "--prepare-only", "--dataset", "mtat", "--data-dir", root)
     assert first.returncode == 0, first.stderr
     assert f"{len(rows)} clips, 0 already cached, {len(rows)} decoded" in first.stdout
-    manifest = json.loads((root / ".tagger-cache" / "manifest.json").read_text())
+    cache = default_cache(user_cache, root)
+    assert not (root / ".tagger-cache").exists(), "the cache is not written into the data folder"
+    manifest = json.loads((cache / "manifest.json").read_text())
     entry = next(iter(manifest["entries"].values()))
-    path = root / ".tagger-cache" / entry["file"]
+    path = cache / entry["file"]
     arr = np.load(path)
     arr[100:200] = 0.5
     np.save(path, arr)  # same length, other samples: only the checksum can tell
-    again = run_cli("train", "prepare", "--dataset", "mtat", "--data-dir", root)
+    again = run_cli("train", "--prepare-only", "--dataset", "mtat", "--data-dir", root)
     assert f"{len(rows) - 1} already cached, 1 decoded (1 rebuilt)" in again.stdout
+    assert "model:" not in first.stdout and "epoch" not in first.stderr, "--prepare-only trains nothing"
 
 
 def test_train_resume_evaluate_and_use(mtat, tmp_path):
@@ -90,8 +112,13 @@ def test_train_resume_evaluate_and_use(mtat, tmp_path):
     best = max(e["valid_roc_auc"] for e in log)
     assert best > 0.75, f"validation ROC-AUC {best} is not clearly above chance"
     assert "test: ROC-AUC" in result.stdout
+    assert [e["epoch"] for e in log] == [1, 2, 3]
+    assert all(re.search(r"^epoch \d: .* over 5 of 5 tags", line) for line in result.stderr.splitlines()
+               if line.startswith("epoch"))
 
     info = json.loads(run_cli("models", "info", run / "model.safetensors", "--json").stdout)
+    printed = int(re.search(r"best epoch (\d+):", result.stdout).group(1))
+    assert info["provenance"]["best_epoch"] == printed == max(e["epoch"] for e in log if e["best"])
     assert sorted(info["tags"]) == sorted(TAGS) and info["architecture"] == "ShortChunkCNN"
     assert info["metrics"]["valid"]["roc_auc"] == pytest.approx(best)
     assert "test" in info["metrics"] and len(info["provenance"]["data_fingerprint"]) == 64
@@ -120,7 +147,7 @@ def test_train_resume_evaluate_and_use(mtat, tmp_path):
     assert set(json.loads(tagged.stdout)["tags"]) == set(TAGS)
 
 
-def test_csv_dataset(mtat, tmp_path):
+def test_csv_dataset(mtat, tmp_path, user_cache):
     root, rows = mtat
     labels = tmp_path / "labels.csv"
     with open(labels, "w", newline="") as f:
@@ -131,12 +158,14 @@ def test_csv_dataset(mtat, tmp_path):
             w.writerow([rel, ";".join(t for t, v in zip(TAGS, lab) if v), split])
     run = tmp_path / "run"
     result = run_cli("train", "--dataset", "csv", "--labels", labels, "--audio-root", root,
-                     "--cache", tmp_path / "cache", "--out", run, "--epochs", "2", *FAST)
+                     "--out", run, "--epochs", "2", *FAST)
     assert result.returncode == 0, result.stderr
     log = json.loads((run / "log.json").read_text())
     assert log[-1]["train_loss"] < log[0]["train_loss"]
     info = json.loads(run_cli("models", "info", run / "model.safetensors", "--json").stdout)
     assert sorted(info["tags"]) == sorted(TAGS) and info["provenance"]["dataset"] == "csv"
+    assert not (root / ".tagger-cache").exists(), "nothing is written into the audio folder"
+    assert (default_cache(user_cache, root) / "manifest.json").is_file()
 
 
 def test_bad_training_input_is_one_line(tmp_path):
@@ -145,3 +174,26 @@ def test_bad_training_input_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     result = run_cli("train", "--dataset", "csv")
     assert result.returncode == 1 and "needs --labels and --audio-root" in result.stderr
+
+
+def test_train_is_a_plain_command_whose_help_lists_the_choices(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapping inside the choice lists
+    usage = run_cli("train", "--help").stdout
+    assert "Usage: tagger train [OPTIONS]" in usage and "COMMAND" not in usage
+    for choices in ("mtat|csv", "report|baseline", "relu|elu|gelu", "sgd|adam|nadam", "bce|focal",
+                    "auto|cpu|cuda|cuda:N", "--prepare-only"):
+        assert choices in usage, choices
+    evaluate = run_cli("evaluate", "--help").stdout
+    assert "train|valid|test" in evaluate and "mtat|csv" in evaluate
+    wrong = run_cli("train", "--dataset", "mp3")
+    assert wrong.returncode != 0 and "mtat" in wrong.stderr and "csv" in wrong.stderr
+
+
+def test_train_command_module_imports_no_torch():
+    # tagger/cli/train_cmd.py is imported for every command's --help; its package __init__
+    # imports the other commands (which may import torch), so load the module without it
+    code = (f"import sys, types; pkg = types.ModuleType('tagger.cli'); pkg.__path__ = [{str(ROOT / 'tagger' / 'cli')!r}]; "
+            "sys.modules['tagger.cli'] = pkg; import tagger.cli.train_cmd; "
+            "sys.exit('torch imported' if 'torch' in sys.modules else 0)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr

@@ -4,23 +4,12 @@ metadata — no pickle, so a checkpoint handed around is as safe to load as a mo
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-
-def _atomic_save(tensors: dict, meta: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"training": json.dumps(meta)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from tagger.atomic import replace_atomically
 
 
 def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -34,7 +23,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.O
             tensors[f"opt.{pid}.{name}"] = t.detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
     meta = dict(state, param_groups=opt["param_groups"])
-    _atomic_save(tensors, meta, path)
+    with replace_atomically(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"training": json.dumps(meta)})
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict:

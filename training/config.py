@@ -4,6 +4,43 @@ every ablation of the report one option away."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from enum import Enum
+
+
+# The choices of the options that have a fixed set (the CLI's --help lists them). torch-free:
+# the CLI imports this module for every command's --help.
+
+class DatasetKind(str, Enum):
+    mtat = "mtat"
+    csv = "csv"
+
+
+class Arch(str, Enum):
+    report = "report"
+    baseline = "baseline"
+
+
+class Activation(str, Enum):
+    relu = "relu"
+    elu = "elu"
+    gelu = "gelu"
+
+
+class Optimizer(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+    nadam = "nadam"
+
+
+class Loss(str, Enum):
+    bce = "bce"
+    focal = "focal"
+
+
+class Split(str, Enum):
+    train = "train"
+    valid = "valid"
+    test = "test"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 A dataset is a list of clips (source path, 0/1 label vector, split) plus its tag list. The
 cache holds each clip as 16 kHz mono float16 in its own ``.npy`` (read memory-mapped) with a
 CRC-32 in ``manifest.json``; ``prepare`` fills it, resumes where it stopped, and rebuilds any
-entry whose file is missing or whose checksum no longer matches.
+entry whose file is missing or whose checksum no longer matches. By default it lives in the
+user cache folder, one folder per audio folder (``default_cache_dir``), never beside the music.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import csv
 import hashlib
 import json
 import os
-import random
-import tempfile
+import re
 import zlib
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -21,17 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 import torch
 from torch.utils.data import Dataset
 
+from tagger.atomic import replace_atomically
 from tagger.audio import decode
 from tagger.chunks import cut_chunks
 from tagger.errors import TaggerError, UsageError
 from tagger.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS
+from training.splits import SPLITS, assign_splits
 
 SAMPLE_RATE = 16000
 CHUNK = 48000
-SPLITS = ("train", "valid", "test")
 
 
 @dataclass
@@ -49,6 +51,7 @@ class TagDataset:
     clips: list[Clip]
     groups: dict[str, list[str]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
+    root: Path | None = None  # the folder the clip keys are relative to
 
     def split(self, name: str) -> list[Clip]:
         return [c for c in self.clips if c.split == name]
@@ -113,14 +116,15 @@ def load_mtat(data_dir: str | os.PathLike[str], split_dir: str | os.PathLike[str
         if split is None or (split == "train" and labels.sum() == 0):
             continue
         clips.append(Clip(p, str(root / p), labels, split))
-    return TagDataset("mtat", tags, clips, groups, aliases)
+    return TagDataset("mtat", tags, clips, groups, aliases, root)
 
 
 def load_csv(labels: str | os.PathLike[str], audio_root: str | os.PathLike[str], seed: int = 0,
              valid_frac: float = 0.1, test_frac: float = 0.1) -> TagDataset:
     """One row per file: a ``path`` (or ``file``) column relative to ``audio_root``, then either
     a ``tags`` column (``;``-separated) or one 0/1 column per tag; an optional ``split`` column
-    (train/valid/test), else a seeded random split."""
+    (train/valid/test). Rows without a split get a seeded, stratified one (training/splits.py)
+    that leaves no split empty."""
     labels_path = Path(labels).expanduser()
     try:
         with labels_path.open(newline="") as f:
@@ -145,20 +149,31 @@ def load_csv(labels: str | os.PathLike[str], audio_root: str | os.PathLike[str],
             raise UsageError(labels_path, "tag columns must hold 0 or 1 (or use one 'tags' column)") from None
     if not tags:
         raise UsageError(labels_path, "names no tags")
-    rng = random.Random(seed)
+    fractions = {"valid": valid_frac, "test": test_frac}  # train: the rest
+    splits = assign_splits([_given_split(r) for r in rows], vectors, seed, fractions, str(labels_path))
     root = Path(audio_root).expanduser()
-    clips = []
-    for r, v in zip(rows, vectors):
-        split = (r.get("split") or "").strip().lower()
-        split = {"val": "valid", "validation": "valid"}.get(split, split)
-        if split not in SPLITS:
-            u = rng.random()
-            split = "test" if u < test_frac else "valid" if u < test_frac + valid_frac else "train"
-        clips.append(Clip(r[path_col], str(root / r[path_col]), v, split))
-    return TagDataset("csv", tags, clips)
+    clips = [Clip(r[path_col], str(root / r[path_col]), v, split) for r, v, split in zip(rows, vectors, splits)]
+    return TagDataset("csv", tags, clips, root=root)
+
+
+def _given_split(row: dict) -> str | None:
+    split = (row.get("split") or "").strip().lower()
+    split = {"val": "valid", "validation": "valid"}.get(split, split)
+    return split if split in SPLITS else None
 
 
 # --- the cache ----------------------------------------------------------------------------
+
+def default_cache_dir(data: TagDataset) -> Path:
+    """``tagger/training/FOLDER-HASH`` in the user cache folder (platformdirs, so
+    ``$XDG_CACHE_HOME`` on Linux), one per audio folder: entries are keyed by the path relative
+    to it, so datasets over different folders never collide, and label files (or MTAT and a CSV)
+    over the same folder share its decoded clips."""
+    root = (data.root or Path(".")).expanduser().absolute()
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name)[:40] or "root"
+    digest = hashlib.sha1(str(root).encode()).hexdigest()[:12]
+    return Path(platformdirs.user_cache_dir("tagger")) / "training" / f"{readable}-{digest}"
+
 
 @dataclass
 class PrepareReport:
@@ -181,9 +196,8 @@ def _decode_clip(args: tuple[str, str, str]) -> tuple[str, dict | None, str | No
     except TaggerError as e:
         return key, None, e.reason
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    tmp = target + ".tmp.npy"
-    np.save(tmp, audio)
-    os.replace(tmp, target)
+    with replace_atomically(target) as tmp, open(tmp, "wb") as f:
+        np.save(f, audio)  # a file object: np.save would add .npy to the temporary's name
     st = os.stat(source)
     return key, {"file": os.path.relpath(target, Path(target).parent.parent), "samples": int(len(audio)),
                  "crc32": zlib.crc32(audio.tobytes()), "source_size": st.st_size,
@@ -205,11 +219,9 @@ class Cache:
 
     def save(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".manifest.")
-        with os.fdopen(fd, "w") as f:
+        with replace_atomically(self.manifest_path) as tmp, open(tmp, "w") as f:
             json.dump({"version": 1, "sample_rate": SAMPLE_RATE, "entries": self.entries,
                        "failed": self.failed}, f)
-        os.replace(tmp, self.manifest_path)
 
     def valid(self, key: str, source: str, full: bool = True) -> bool:
         """Whether the entry can be trusted: the source is unchanged and the cached samples are

@@ -44,7 +44,7 @@ def evaluate(model: TagModel, cache: Cache, clips: list[Clip], tags: list[str], 
         raise UsageError(None, "the model predicts none of the dataset's tags")
     usable = [c for c in clips if c.key in cache.entries]
     if not usable:
-        raise UsageError(None, "no clip of this split is in the cache", "run 'tagger train prepare' first")
+        raise UsageError(None, "no clip of this split is in the cache", "run 'tagger train --prepare-only' first")
     y, p = predict(model, cache, usable, chunks, workers)
     cols_y = [tags.index(t) for t in common]
     cols_p = [card_tags.index(t) for t in common]
