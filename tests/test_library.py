@@ -113,3 +113,22 @@ def test_schema_1_database_is_migrated(tmp_path):
     assert {"write_runs", "write_journal"} <= set(inspect(engine).get_table_names())
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+
+
+def test_a_track_that_cannot_be_stored_costs_only_itself(tmp_path):
+    library = Library(str(tmp_path / "lib.db"))
+    model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    p = np.full(50, 0.3, dtype=np.float32)
+    nan = p.copy()
+    nan[7] = np.nan
+    e = np.zeros(256, np.float32)
+    batch = [TrackResult("/m/a.flac", 1, 1, "f", "flac", 3.0, 1, p, e),
+             TrackResult("/m/nan.flac", 1, 1, "f", "flac", 3.0, 1, nan, e),
+             TrackResult("/m/\udce9.flac", 1, 1, "f", "flac", 3.0, 1, p, e),  # the database refuses it
+             TrackResult("/m/b.flac", 1, 1, "f", "flac", 3.0, 1, p, e)]
+    unsaved = dict(library.save(batch, model))
+    assert list(unsaved) == ["/m/\udce9.flac"] and "could not be stored" in unsaved["/m/\udce9.flac"]
+    assert batch[1].error and "not finite" in batch[1].error  # turned into a failure, not stored
+    assert library.track("/m/a.flac").status == "ok" and library.track("/m/b.flac").status == "ok"
+    assert library.track("/m/nan.flac").status == "failed"
+    assert all(np.isfinite(list(library.track_scores(library.track("/m/a.flac").id).values())))

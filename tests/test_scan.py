@@ -164,6 +164,7 @@ def test_interrupted_scan_is_consistent_and_resumes(tmp_path, sig):
     assert 3 <= done < 50, "the scan must have been stopped mid-way"
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "Run the same command again" in err
+        assert f"of 50 to scan were scanned before the interruption" in out  # not "35 scanned · new 50"
         assert "Traceback" not in err
     _consistent(db)
     result = scan(root, db, "--workers", "0")
@@ -183,3 +184,21 @@ def test_missing_root_is_an_error_and_marks_nothing(tmp_path):
     result = run_cli("scan", root, "--db", db)
     assert result.returncode == 1 and "no such file or folder" in result.stderr
     assert statuses(db) == {str(root / "a.wav"): "ok"}
+
+
+def test_undecodable_file_names_are_recorded_as_failures(tmp_path):
+    root = tmp_path / "music"
+    root.mkdir()
+    write_audio(root / "fine.wav", music_like(3.0, 16000, 1))
+    bad = os.path.join(os.fsencode(root), b"caf\xe9.wav")  # Latin-1 bytes, not UTF-8
+    os.rename(write_audio(root / "other.wav", music_like(3.0, 16000, 2)), bad)
+    db = tmp_path / "lib.db"
+    result = scan(root, db)
+    assert "failed 1" in result.stdout
+    errors = dict(db_rows(db, "SELECT path, error FROM tracks WHERE status = 'failed'"))
+    assert list(errors) == [str(root / "caf\\xe9.wav")] and "not valid UTF-8" in errors[str(root / "caf\\xe9.wav")]
+    stats = run_cli("stats", "--db", db)
+    assert "1 failed" in stats.stdout and "not valid UTF-8" in stats.stdout
+    again = scan(root, db)  # recorded once: the next scan neither redoes it nor marks it missing
+    assert "failed 0" in again.stdout and "missing 0" in again.stdout
+    assert statuses(db)[str(root / "caf\\xe9.wav")] == "failed"

@@ -43,7 +43,15 @@ MAX_STARTUP_DEATHS = 3  # workers that die before their first word: something is
 
 
 def peak_rss() -> int:
-    """This process's peak resident set size, in bytes (Linux reports KiB)."""
+    """This process's peak resident set size in bytes: VmHWM, which starts afresh at exec
+    (getrusage's ru_maxrss would carry over the parent's peak from the fork)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -80,8 +88,9 @@ def _worker_main(conn: Connection, sample_rate: int, chunk: int, n_chunks: int |
             return
         index, f = task
         for event in decode_events(index, f, sample_rate, chunk, n_chunks):
+            if event[0] in ("done", "failed"):  # before it: the pool stops reading after the last file
+                conn.send(("rss", peak_rss()))
             conn.send(event)
-        conn.send(("rss", peak_rss()))
 
 
 @dataclass
