@@ -77,3 +77,32 @@ def test_short_tracks_are_repeated_to_one_chunk():
     chunks = cut_chunks(x, 48000)
     assert chunks.shape == (1, 48000)
     assert np.array_equal(chunks[0, 1000:2000], x)
+
+
+def test_streamed_chunks_equal_chunks_cut_from_the_whole_track(tmp_path, monkeypatch):
+    from conftest import music_like, write_m4a
+
+    import tagger.audio as audio
+    from tagger.audio import ChunkReader
+
+    flac = write_audio(tmp_path / "a.flac", music_like(52.6, 44100, 1), 44100)
+    m4a = write_m4a(tmp_path / "b.m4a", music_like(40.0, 44100, 2))
+    for path, n in ((flac, None), (m4a, None), (m4a, 4)):  # streamed through the two-chunk buffer / held whole
+        whole = decode(path, 16000)
+        reader = ChunkReader(path, 16000, 48000, n, block_chunks=5)
+        got = np.concatenate(list(reader))
+        assert np.array_equal(got, cut_chunks(whole, 48000, n)), (path.name, n)
+        assert reader.chunks == len(got) and abs(reader.duration_s - len(whole) / 16000) < 1e-9
+    monkeypatch.setattr(audio, "MAX_BUFFER_S", 10.0)  # too long to hold: counted, then read again
+    got = np.concatenate(list(ChunkReader(m4a, 16000, 48000, 4)))
+    assert np.array_equal(got, cut_chunks(decode(m4a, 16000), 48000, 4))
+
+
+def test_loud_floats_are_clipped_and_nan_fails_naming_the_time(tmp_path):
+    x = sine(220.0, 4.0, 44100) * 50.0
+    loud = decode(write_audio(tmp_path / "loud.wav", x, 44100, subtype="FLOAT"), 16000)
+    as_played = decode(write_audio(tmp_path / "clipped.wav", np.clip(x, -1, 1), 44100, subtype="FLOAT"), 16000)
+    assert np.array_equal(loud, as_played)  # clipped before resampling (which may ring past ±1)
+    x[2 * 44100] = np.inf
+    with pytest.raises(DecodeError, match=r"non-finite samples \(NaN or infinity\) near 2.0 s"):
+        decode(write_audio(tmp_path / "inf.wav", x, 44100, subtype="FLOAT"), 16000)
