@@ -2,9 +2,13 @@
 
 Every file tagger writes in place (tag writes into audio files, model files, checkpoints,
 cache entries) goes through ``replace_atomically``, so a crash leaves either the old file or
-the new one, never half of one. Temporary siblings are named ``.NAME.PID-RANDOM.tagger-tmp``;
-one whose PID is no longer running was left by a killed run, and ``remove_stale_temps`` (called
-before each write) deletes it.
+the new one, never half of one: the temporary file is flushed to disk before the rename, so
+this holds across a power cut too, not only a killed process.
+
+Temporary siblings are named ``.NAME.PID-RANDOM.tagger-tmp``. One whose PID is no longer
+running was left by a killed run; ``remove_stale_temps`` (one file's) and
+``remove_stale_temps_in`` (a whole folder's) delete those. A temporary file is only ever a
+copy, so deleting one never loses data: at worst the run that made it fails that one file.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 SUFFIX = ".tagger-tmp"
+_NAME_BYTES = 180  # of the file's name kept in its temp's name: NAME_MAX is 255 bytes
 
 
 def _pid_alive(pid: int) -> bool:
@@ -28,38 +33,90 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
-    """Delete the temporary siblings of ``path`` left by killed tagger processes; returns them."""
-    path = Path(path)
+def _is_stale(temp_name: str) -> bool:
+    """Whether a ``.NAME.PID-RANDOM.tagger-tmp`` name belongs to a process that is gone. A
+    name without a PID (``.NAME.RANDOM.tagger-tmp``) was left by a tagger from before PIDs
+    were recorded, which never runs beside this one: stale too."""
+    if not (temp_name.startswith(".") and temp_name.endswith(SUFFIX)):
+        return False
+    tail = temp_name[:-len(SUFFIX)].rsplit(".", 1)[-1]  # mkstemp's RANDOM has no dots or dashes
+    pid_text, dash, _ = tail.partition("-")
+    if not (dash and pid_text.isdigit()):
+        return True
+    pid = int(pid_text)
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
+def _remove(folder: Path, names: list[str]) -> list[Path]:
     removed = []
-    try:
-        candidates = list(path.parent.glob(f".{path.name}.*{SUFFIX}"))
-    except OSError:
-        return removed
-    for tmp in candidates:
-        pid_text = tmp.name[len(path.name) + 2:-len(SUFFIX)].split("-", 1)[0]
-        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _pid_alive(int(pid_text)):
-            try:
-                tmp.unlink()
-                removed.append(tmp)
-            except OSError:
-                pass
+    for name in names:
+        try:
+            (folder / name).unlink()
+            removed.append(folder / name)
+        except OSError:  # gone already, or not ours to delete
+            pass
     return removed
 
 
-@contextmanager
-def replace_atomically(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yields a temporary path beside ``path``; write the new content there. When the block
-    ends without an exception the temporary file replaces ``path`` (same folder, so the rename
-    is atomic); on any exception, or if nothing was written, it is removed and ``path`` is
-    untouched. ``path`` itself must be the real file (resolve symlinks before calling)."""
+def _temp_names(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as entries:
+            return [e.name for e in entries if e.name.endswith(SUFFIX) and e.name.startswith(".")]
+    except OSError:
+        return []
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temporary siblings of ``path`` left by killed tagger processes; returns them."""
     path = Path(path)
-    remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=SUFFIX, dir=path.parent)
+    prefix = f".{_short_name(path.name)}."
+    return _remove(path.parent, [n for n in _temp_names(path.parent) if n.startswith(prefix) and _is_stale(n)])
+
+
+def remove_stale_temps_in(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete every temporary file in ``folder`` left by a killed tagger process; returns them.
+    One listing per folder: cheaper than ``remove_stale_temps`` for each of its files."""
+    folder = Path(folder)
+    return _remove(folder, [n for n in _temp_names(folder) if _is_stale(n)])
+
+
+def _short_name(name: str) -> str:
+    """``name`` cut to fit in a temp's name (a long track title must not make mkstemp fail)."""
+    return name.encode("utf-8", "surrogateescape")[:_NAME_BYTES].decode("utf-8", "ignore")
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def replace_atomically(path: str | os.PathLike[str], remove_stale: bool = True,
+                       sync: bool = True) -> Iterator[Path]:
+    """Yields a temporary path beside ``path``; write the new content there. When the block
+    ends without an exception the temporary file is synced to disk and replaces ``path`` (same
+    folder, so the rename is atomic); on any exception it is removed and ``path`` is untouched.
+    ``path`` itself must be the real file (resolve symlinks before calling). ``remove_stale``:
+    first delete ``path``'s temps left by killed runs (callers that swept the folder already
+    pass False). ``sync=False`` skips the sync (a few ms per file) for files that can be made
+    again, such as cache entries: a killed process still leaves the old file or the new one,
+    a power cut may leave an empty one."""
+    path = Path(path)
+    if remove_stale:
+        remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_short_name(path.name)}.{os.getpid()}-", suffix=SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # the data reaches the disk before the new name does, so a power cut leaves the old file
+        # or the new one, never an empty one. (The folder is not synced: the rename may then be
+        # lost, which leaves the old file, and would cost a second sync per file.)
+        if sync:
+            _fsync_file(tmp_path)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -57,7 +57,8 @@ class TagFile:
         if self.file is None:
             raise TagWriteError(self.path, "format not supported for tag writing",
                                 "MP3, FLAC, Ogg, Opus, M4A, WAV and AIFF are")
-        if self.file.tags is None:
+        created = self.file.tags is None
+        if created:
             try:
                 self.file.add_tags()
             except (mutagen.MutagenError, TypeError, ValueError) as e:
@@ -65,6 +66,8 @@ class TagFile:
         tags = self.file.tags
         if isinstance(tags, ID3):
             self.kind = "id3"
+            if not created:
+                tags = self.file.tags = _id3_as_stored(self.path, tags)
             # keep an ID3v2.3 file at v2.3 (players that read only v2.3 stay happy)
             self.id3_version = 3 if tags.version[:2] == (2, 3) else 4
         elif isinstance(tags, MP4Tags):
@@ -102,10 +105,11 @@ class TagFile:
         tags = self.file.tags
         if self.kind == "id3":
             key = self._id3_key(field)
+            encoding = _text_encoding(values, tags.getall(key))
             if key.startswith("TXXX:"):
-                frame = TXXX(encoding=3, desc=key[5:], text=values)
+                frame = TXXX(encoding=encoding, desc=key[5:], text=values)
             else:
-                frame = _ID3_FRAMES[field](encoding=3, text=values)
+                frame = _ID3_FRAMES[field](encoding=encoding, text=values)
             tags.setall(key, [frame])
         elif self.kind == "vorbis":
             tags[_VORBIS[field]] = values
@@ -125,14 +129,95 @@ class TagFile:
     def read_all(self) -> dict[str, list[str]]:
         return {f: self.get(f) for f in FIELDS}
 
-    def save(self) -> None:
+    def save(self, size: int | None = None) -> None:
+        """Write the changes into the file. ``size``: pad the tag block so that the file has
+        this many bytes, where it can (undo gives a file back its size, and so its bytes)."""
+        kwargs = {"padding": _padding_to_reach(size, self.path.stat().st_size)} if size else {}
         try:
+            if size and self._drop_empty_mp3_tag(size):
+                return
             if self.kind == "id3":
-                self.file.save(v2_version=self.id3_version)
+                id3v1 = _read_id3v1(self.path) if type(self.file.tags) is ID3 else None  # MP3, not WAV/AIFF
+                self.file.save(v2_version=self.id3_version, **kwargs)
+                _put_back_id3v1(self.path, id3v1)
             else:
-                self.file.save()
+                self.file.save(**kwargs)
         except (mutagen.MutagenError, OSError, ValueError) as e:
             raise TagWriteError(self.path, f"cannot write its metadata: {_short(e)}") from None
+
+    def _drop_empty_mp3_tag(self, size: int) -> bool:
+        """Delete an MP3's ID3v2 tag left with no frame if that gives the file back ``size``
+        bytes: tagger's write created the tag, so undo removes it."""
+        tags = self.file.tags
+        if type(tags) is not ID3 or len(tags) or tags.unknown_frames or not getattr(tags, "size", 0):
+            return False
+        if self.path.stat().st_size - tags.size != size:
+            return False
+        tags.delete(str(self.path), delete_v1=False, delete_v2=True)
+        return True
+
+
+def _text_encoding(values: list[str], replaced: list) -> int:
+    """The ID3 text encoding for a frame that replaces ``replaced``: the one it had, where it
+    can hold ``values`` (so an undo writes the user's frame back as it was: Latin-1 stays
+    Latin-1), else UTF-8 (which mutagen turns into UTF-16 in ID3v2.3)."""
+    if not replaced:
+        return 3
+    encoding = replaced[0].encoding
+    if encoding != 0:
+        return encoding
+    try:
+        "".join(values).encode("latin-1")
+    except UnicodeEncodeError:
+        return 3
+    return 0
+
+
+def _id3_as_stored(path: Path, tags: ID3) -> ID3:
+    """The file's ID3v2 tag exactly as stored. ``mutagen.File`` upgrades ID3v2.3 frames to
+    v2.4 ones (TYER + TDAT → TDRC, …) and merges an ID3v1 tag into the v2 one: saved back, a
+    v2.3 file would get a TDRC it cannot hold and lose TDAT, and gain copies of the ID3v1
+    fields, none of which tagger was asked to touch."""
+    if tags.version[0] == 1:  # only an ID3v1 tag: tagger's fields go into a new, empty v2 tag
+        return type(tags)()
+    if tags.version[:2] not in ((2, 3), (2, 4)):
+        return tags  # ID3v2.2: mutagen's upgrade to v2.4 is the only way to write it back
+    try:
+        return type(tags)(str(path), translate=False, load_v1=False)
+    except (mutagen.MutagenError, OSError, ValueError, EOFError) as e:
+        raise TagWriteError(path, f"cannot read its metadata: {_short(e)}") from None
+
+
+def _read_id3v1(path: Path) -> bytes | None:
+    """The 128-byte ID3v1 tag at the end of an MP3, if it has one."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) < 128:
+            return None
+        f.seek(-128, os.SEEK_END)
+        tail = f.read(128)
+    return tail if tail.startswith(b"TAG") else None
+
+
+def _put_back_id3v1(path: Path, id3v1: bytes | None) -> None:
+    """mutagen rewrites an existing ID3v1 tag from the v2 frames (losing what only the v1 tag
+    held); tagger leaves it as it was."""
+    if id3v1 is None:
+        return
+    with open(path, "r+b") as f:
+        f.seek(-128, os.SEEK_END)
+        if f.read(3) == b"TAG":
+            f.seek(-128, os.SEEK_END)
+            f.write(id3v1)
+
+
+def _padding_to_reach(size: int, current_size: int):
+    """A mutagen padding function that makes the saved file ``size`` bytes long, or, where
+    that needs negative padding, uses mutagen's default."""
+    def padding(info) -> int:
+        # info.padding is what would be left if the file kept its current size
+        wanted = info.padding + size - current_size
+        return wanted if wanted >= 0 else info.get_default_padding()
+    return padding
 
 
 def _is_vorbis(tags) -> bool:

@@ -1,28 +1,41 @@
 """Writing predicted tags into audio files (shared/docs/metadata.md).
 
 For each track: pick its top tags (a synonym group counts once, by its best member), plan the
-field changes (tagger's own fields always; GENRE/MOOD/GROUPING only when asked and only if
-empty, unless forced), then write to a temporary copy beside the file, read the copy back,
-compare, and rename it over the original — so a file is never left half-written and audio
-bytes are never touched by us. Every changed field's previous value goes to an undo journal.
+field changes (tagger's own fields unless the file is tagged by this model already;
+GENRE/MOOD/GROUPING only when asked and only if empty, unless forced), then write to a
+temporary copy beside the file, read the copy back, compare, journal the change, and rename
+the copy over the original: a file is never left half-written, audio bytes are never touched
+by us, and a run killed at any point can be undone (the journal row comes before the rename).
+
+A symlink is followed: the file it points to is written and the link stays a link. A file
+with other hard links is left alone unless ``break_hardlinks``: renaming a copy over one name
+would give that name a new file and leave the other names with the old tags.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tagger.atomic import remove_stale_temps_in, replace_atomically
 from tagger.discover import fingerprint
+from tagger.errors import UsageError
 from tagger.library import Journal, Library, StoredModel
 from tagger.tagfile import OWN_FIELDS, TagFile, TagWriteError
 from tagger.vocab import MTAT_GENRES, MTAT_MOODS
 
 OPTIONAL_FIELDS = ("mood", "genre", "grouping")
+FIELD_CHOICES = ("tags", *OPTIONAL_FIELDS)
+
+Changes = list[tuple[str, list[str], list[str]]]  # (field, old, new)
+
+
+class HardLinkedError(TagWriteError):
+    """A file shares its data with other names, which a write would leave behind."""
 
 
 @dataclass(frozen=True)
@@ -32,14 +45,15 @@ class WriteOptions:
     fields: tuple[str, ...] = ()  # optional fields to fill: mood, genre, grouping
     force: bool = False
     dry_run: bool = False
+    break_hardlinks: bool = False  # write hard-linked files anyway (this name gets its own copy)
 
 
 @dataclass
 class FileOutcome:
     path: str
-    status: str  # written | would-write | unchanged | skipped | failed
+    status: str  # written | would-write | unchanged | already-tagged | skipped | failed
     reason: str = ""
-    changes: list[tuple[str, list[str], list[str]]] = field(default_factory=list)  # (field, old, new)
+    changes: Changes = field(default_factory=list)
 
 
 def choose_tags(scores: dict[str, float], model: StoredModel, top: int, min_prob: float) -> list[tuple[str, float]]:
@@ -73,49 +87,122 @@ def _same(kind_id3_v23: bool, a: list[str], b: list[str]) -> bool:
     return a == b
 
 
-def _write_safely(path: Path, changes: list[tuple[str, list[str], list[str]]]) -> None:
-    """Apply ``changes`` to a copy in the same folder, verify the copy, rename it over ``path``."""
-    if not os.access(path, os.W_OK):
+def _reason(e: TagWriteError) -> str:
+    return f"{e.reason} ({e.hint})" if e.hint else e.reason
+
+
+def _file_to_write(path: Path, break_hardlinks: bool) -> Path:
+    """The real file behind ``path`` (a symlink's target: the link itself stays), once it is
+    known that tagger may replace it."""
+    real = path.resolve()
+    st = real.stat()
+    if st.st_nlink > 1 and not break_hardlinks:
+        raise HardLinkedError(path, f"has {st.st_nlink} hard links (names for the same data); writing "
+                                    "would give this name a new file and leave the other names untagged",
+                              "left untouched; --break-hardlinks writes it anyway")
+    if not os.access(real, os.W_OK):
         raise TagWriteError(path, "is read-only; left untouched")
-    if not os.access(path.parent, os.W_OK):
+    if not os.access(real.parent, os.W_OK):
         raise TagWriteError(path, "its folder is not writable (tagger writes a copy beside the file)")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tagger-tmp", dir=path.parent)
-    os.close(fd)
+    return real
+
+
+def _state(path: Path) -> list:
+    """What identifies a file's content cheaply: ``[size, mtime_ns, fingerprint]``."""
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, fingerprint(path, st.st_size)]
+
+
+def _keep_owner(copy: Path, original: os.stat_result) -> None:
+    """The copy replaces the original, so it takes the original's owner and group where we
+    may set them (copy2 took the mode, times and extended attributes)."""
     try:
-        shutil.copy2(path, tmp)
-        tf = TagFile(tmp)
-        for f, _, new in changes:
-            tf.set(f, new)
-        tf.save()
-        check = TagFile(tmp)
-        v23 = check.kind == "id3" and check.id3_version == 3
-        for f, _, new in changes:
-            if not _same(v23, check.get(f), new):
-                raise TagWriteError(path, f"read-back of {f} differs after writing; file left untouched")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.chown(copy, original.st_uid, original.st_gid)
+    except OSError:
+        pass
 
 
-def _commit(library: Library, journal: Journal, run_id: int | None, path: Path,
-            changes: list[tuple[str, list[str], list[str]]], dry_run: bool, note: str = "") -> FileOutcome:
-    """The one way a planned change reaches a file: shown (dry run), or written safely,
-    journaled for undo, and the file's new size/mtime recorded so rescans leave it alone."""
+def _verify(copy: Path, path: Path, changes: Changes) -> None:
+    check = TagFile(copy)
+    v23 = check.kind == "id3" and check.id3_version == 3
+    for f, _, new in changes:
+        if not _same(v23, check.get(f), new):
+            raise TagWriteError(path, f"read-back of {f} differs after writing; file left untouched")
+
+
+def _write_safely(path: Path, changes: Changes, journal_it: Callable[[list, list], None],
+                  size: int | None = None, break_hardlinks: bool = False) -> list:
+    """Apply ``changes`` to a copy beside the real file, verify the copy, journal the change
+    (``journal_it(state_before, state_after)``), then rename the copy over the file. Returns
+    the file's new state. On any error the file is untouched (should the rename itself fail,
+    the journal row stays: undo finds the file as it was before and leaves it)."""
+    real = _file_to_write(path, break_hardlinks)
+    before = real.stat()
+    with replace_atomically(real, remove_stale=False) as tmp:  # write_tracks swept the folder
+        shutil.copy2(real, tmp)
+        _keep_owner(tmp, before)
+        try:
+            tf = TagFile(tmp)
+            for f, _, new in changes:
+                tf.set(f, new)
+            tf.save(size)
+            _verify(tmp, path, changes)
+        except TagWriteError as e:  # it names the temporary copy: name the file instead
+            raise TagWriteError(path, e.reason, e.hint) from None
+        after = _state(tmp)  # a rename keeps size, mtime and content: the file's state once replaced
+        journal_it([before.st_size, before.st_mtime_ns], after)
+    return after
+
+
+def _commit(library: Library, journal: Journal, run_id: int | None, path: Path, changes: Changes,
+            dry_run: bool, note: str = "", size: int | None = None,
+            break_hardlinks: bool = False) -> FileOutcome:
+    """The one way a planned change reaches a file: shown (dry run), or journaled and written
+    safely, and the file's new size/mtime recorded so rescans leave it alone."""
     if not changes:
         return FileOutcome(str(path), "unchanged")
     if dry_run:
-        return FileOutcome(str(path), "would-write", changes=changes)
+        return _dry_run(path, changes, break_hardlinks)
+
+    def journal_it(before: list, after: list) -> None:
+        journal.record(run_id, str(path), changes, (before, after))
+
     try:
-        _write_safely(path, changes)
+        after = _write_safely(path, changes, journal_it, size, break_hardlinks)
+    except HardLinkedError as e:
+        return FileOutcome(str(path), "skipped", _reason(e))
     except TagWriteError as e:
-        return FileOutcome(str(path), "failed", e.reason)
+        return FileOutcome(str(path), "failed", _reason(e))
     except OSError as e:  # disk full, permissions…: the copy is gone, the original untouched
         return FileOutcome(str(path), "failed", f"cannot write: {e.strerror or e}")
-    journal.record(run_id, str(path), changes)
-    st = path.stat()
-    library.update_file_state(str(path), st.st_size, st.st_mtime_ns, fingerprint(path, st.st_size))
+    library.update_file_state(str(path), *after)
     return FileOutcome(str(path), "written", note, changes)
+
+
+def _dry_run(path: Path, changes: Changes, break_hardlinks: bool) -> FileOutcome:
+    """What ``_commit`` would do, short of writing: a file it would refuse is reported as such."""
+    try:
+        _file_to_write(path, break_hardlinks)
+    except HardLinkedError as e:
+        return FileOutcome(str(path), "skipped", _reason(e))
+    except TagWriteError as e:
+        return FileOutcome(str(path), "failed", _reason(e))
+    except OSError as e:
+        return FileOutcome(str(path), "failed", f"cannot write: {e.strerror or e}")
+    return FileOutcome(str(path), "would-write", changes=changes)
+
+
+def _remove_stale_temps(paths: Iterable[str]) -> None:
+    """Delete the temporary copies killed runs left in the folders of ``paths`` (one listing
+    per folder; a symlink's copies sit beside its target)."""
+    folders = set()
+    for p in paths:
+        try:
+            folders.add(Path(p).resolve().parent)
+        except OSError:
+            continue
+    for folder in folders:
+        remove_stale_temps_in(folder)
 
 
 def start_write_run(library: Library, options: WriteOptions) -> int:
@@ -131,8 +218,10 @@ def write_tracks(library: Library, rows: Sequence, options: WriteOptions,
     changes are journaled in ``run_id`` (a new run if None), so that a scan writing in many
     batches is still one undoable run."""
     journal = Journal(library)
-    if run_id is None and not options.dry_run:
-        run_id = start_write_run(library, options)
+    if not options.dry_run:
+        _remove_stale_temps(r.path for r in rows)
+        if run_id is None:
+            run_id = start_write_run(library, options)
     models: dict[int, StoredModel] = {}
     outcomes = []
     for row in rows:
@@ -145,6 +234,16 @@ def write_tracks(library: Library, rows: Sequence, options: WriteOptions,
     return outcomes
 
 
+def _written_by_tagger(journal: Journal, path: Path, st: os.stat_result) -> list | None:
+    """The file's state if it is exactly as tagger last wrote it: a run killed between
+    replacing the file and recording its new size/mtime leaves the database stale, not the
+    file."""
+    state = journal.last_written_state(str(path))
+    if state is None or state[:2] != [st.st_size, st.st_mtime_ns] or state[2] != fingerprint(path, st.st_size):
+        return None
+    return state
+
+
 def _write_one(library, row, model, options, journal, run_id) -> FileOutcome:
     path = Path(row.path)
     try:
@@ -152,41 +251,63 @@ def _write_one(library, row, model, options, journal, run_id) -> FileOutcome:
     except OSError as e:
         return FileOutcome(row.path, "skipped", f"cannot stat: {e.strerror}")
     if st.st_size != row.size or st.st_mtime_ns != row.mtime_ns:
-        return FileOutcome(row.path, "skipped", "changed since it was scanned; run 'tagger scan' first")
+        state = _written_by_tagger(journal, path, st)
+        if state is None:
+            return FileOutcome(row.path, "skipped", "changed since it was scanned; run 'tagger scan' first")
+        if not options.dry_run:
+            library.update_file_state(row.path, *state)  # what the killed run could not record
     try:
         tf = TagFile(path)
         current = tf.read_all()
     except TagWriteError as e:
-        return FileOutcome(row.path, "failed", e.reason)
-    if not options.force and any(f"sha256:{model.sha256}" in v for v in current["model"]):
-        return FileOutcome(row.path, "skipped", "already tagged by this model (--force rewrites)")
+        return FileOutcome(row.path, "failed", _reason(e))
+    tagged_already = not options.force and any(f"sha256:{model.sha256}" in v for v in current["model"])
     chosen = choose_tags(library.track_scores(row.id), model, options.top, options.min_prob)
-    v23 = tf.kind == "id3" and tf.id3_version == 3
+    planned = planned_values(chosen, model, options.fields)
+    changes = _changes(current, planned, tf.kind == "id3" and tf.id3_version == 3, options.force, tagged_already)
+    if not changes and tagged_already:
+        return FileOutcome(row.path, "already-tagged")
+    return _commit(library, journal, run_id, path, changes, options.dry_run,
+                   break_hardlinks=options.break_hardlinks)
+
+
+def _changes(current: dict[str, list[str]], planned: dict[str, list[str]], v23: bool, force: bool,
+             keep_own: bool) -> Changes:
+    """The planned fields that differ from the file's. ``keep_own``: the file is tagged by
+    this model already, so tagger's own fields stay as they are (the optional fields asked
+    for are still filled)."""
     changes = []
-    for f, new in planned_values(chosen, model, options.fields).items():
+    for f, new in planned.items():
         old = current[f]
-        if f not in OWN_FIELDS and old and not options.force:
+        if f in OWN_FIELDS and keep_own:
+            continue
+        if f not in OWN_FIELDS and old and not force:
             continue  # fill, don't clobber: the user's own GENRE/MOOD/GROUPING stay
         if f == "model" and _same(v23, [v.rsplit(" ", 1)[0] for v in old], [v.rsplit(" ", 1)[0] for v in new]):
             continue  # same model, only the date would change
         if not _same(v23, old, new):
             changes.append((f, old, new))
-    return _commit(library, journal, run_id, path, changes, options.dry_run)
+    return changes
 
 
 def remove_tags(library: Library, rows: Sequence, dry_run: bool = False,
-                on_file: Callable[[FileOutcome], None] | None = None) -> list[FileOutcome]:
+                on_file: Callable[[FileOutcome], None] | None = None,
+                break_hardlinks: bool = False) -> list[FileOutcome]:
     """Delete tagger's own fields (and nothing else) from the files of ``rows``."""
     journal = Journal(library)
-    run_id = None if dry_run else journal.start("remove", {})
+    run_id = None
+    if not dry_run:
+        _remove_stale_temps(r.path for r in rows)
+        run_id = journal.start("remove", {})
     outcomes = []
     for row in rows:
         try:
             tf = TagFile(row.path)
             changes = [(f, tf.get(f), []) for f in OWN_FIELDS if tf.get(f)]
-            outcome = _commit(library, journal, run_id, Path(row.path), changes, dry_run)
+            outcome = _commit(library, journal, run_id, Path(row.path), changes, dry_run,
+                              break_hardlinks=break_hardlinks)
         except TagWriteError as e:
-            outcome = FileOutcome(row.path, "failed", e.reason)
+            outcome = FileOutcome(row.path, "failed", _reason(e))
         outcomes.append(outcome)
         if on_file:
             on_file(outcome)
@@ -194,29 +315,26 @@ def remove_tags(library: Library, rows: Sequence, dry_run: bool = False,
 
 
 def undo(library: Library, run_id: int | None = None, dry_run: bool = False,
-         on_file: Callable[[FileOutcome], None] | None = None) -> tuple[int | None, list[FileOutcome]]:
-    """Restore the fields a write or remove run changed (the last one by default). A field
-    changed again since then is left alone and reported."""
+         on_file: Callable[[FileOutcome], None] | None = None,
+         break_hardlinks: bool = False) -> tuple[int | None, list[FileOutcome]]:
+    """Restore the fields a write or remove run changed (the last one by default; None when
+    there is none). A field changed again since then is left alone and reported. A file
+    nothing else touched since gets back its size, and so, where the format's writer
+    reproduces the untouched parts, its bytes. Raises UsageError for a ``run_id`` that
+    cannot be undone."""
     journal = Journal(library)
-    run_id = run_id or journal.last_undoable()
-    if run_id is None or journal.run(run_id) is None:
+    run_id = _run_to_undo(journal, run_id)
+    if run_id is None:
         return None, []
-    undo_id = None if dry_run else journal.start("undo", {"run": run_id})
+    entries, states = journal.entries(run_id), journal.file_states(run_id)
+    undo_id = None
+    if not dry_run:
+        _remove_stale_temps(entries)
+        undo_id = journal.start("undo", {"run": run_id})
     outcomes = []
-    for path_text, entries in journal.entries(run_id).items():
-        try:
-            tf = TagFile(path_text)
-            v23 = tf.kind == "id3" and tf.id3_version == 3
-            changes, stale = [], []
-            for f, old, new in entries:
-                (changes if _same(v23, tf.get(f), new) else stale).append((f, tf.get(f), old))
-            if not changes:
-                outcome = FileOutcome(path_text, "skipped", "fields changed since that run; left alone")
-            else:
-                note = f"not restored (changed since): {', '.join(f for f, *_ in stale)}" if stale else ""
-                outcome = _commit(library, journal, undo_id, Path(path_text), changes, dry_run, note)
-        except TagWriteError as e:
-            outcome = FileOutcome(path_text, "failed", e.reason)
+    for path_text, fields in entries.items():
+        outcome = _undo_one(library, journal, undo_id, Path(path_text), fields, states.get(path_text),
+                            dry_run, break_hardlinks)
         outcomes.append(outcome)
         if on_file:
             on_file(outcome)
@@ -225,15 +343,88 @@ def undo(library: Library, run_id: int | None = None, dry_run: bool = False,
     return run_id, outcomes
 
 
+def _undo_one(library, journal, undo_id, path: Path, entries: Changes, state, dry_run: bool,
+              break_hardlinks: bool) -> FileOutcome:
+    try:
+        tf = TagFile(path)
+    except TagWriteError as e:
+        return FileOutcome(str(path), "failed", _reason(e))
+    v23 = tf.kind == "id3" and tf.id3_version == 3
+    restore, stale = [], []
+    for f, old, new in entries:
+        now = tf.get(f)
+        if _same(v23, now, old):
+            continue  # as before the run already (or the run died before replacing the file)
+        if _same(v23, now, new):
+            restore.append((f, now, old))
+        else:
+            stale.append(f)
+    if not restore:
+        if stale:
+            return FileOutcome(str(path), "skipped", "fields changed since that run; left alone")
+        return FileOutcome(str(path), "unchanged")
+    note = f"not restored (changed since): {', '.join(stale)}" if stale else ""
+    return _commit(library, journal, undo_id, path, restore, dry_run, note, _size_before(path, state),
+                   break_hardlinks)
+
+
+def _size_before(path: Path, state) -> int | None:
+    """The file's size before the run, if its content is still as the run left it (its time
+    may differ: undoing a later run gives the bytes back, not the time). A wrong guess would
+    cost only padding, never a tag."""
+    if state is None:
+        return None
+    before, after = state
+    try:
+        size = path.stat().st_size
+        same = size == after[0] and fingerprint(path, size) == after[2]
+    except OSError:
+        return None
+    return before[0] if same else None
+
+
+def _run_to_undo(journal: Journal, run_id: int | None) -> int | None:
+    if run_id is None:
+        return journal.last_undoable()
+    run = journal.run(run_id)
+    if run is None:
+        raise UsageError(None, f"there is no write run {run_id} in this database", _runs_hint(journal))
+    if run.action == "undo":
+        raise UsageError(None, f"run {run_id} is an undo itself; it cannot be undone",
+                         "to write the tags again, run 'tagger write'")
+    if run.undone_by is not None:
+        raise UsageError(None, f"run {run_id} was undone already (by run {run.undone_by})", _runs_hint(journal))
+    if not journal.entries(run_id):
+        raise UsageError(None, f"run {run_id} changed no file; there is nothing to undo", _runs_hint(journal))
+    return run_id
+
+
+def _runs_hint(journal: Journal) -> str:
+    runs = journal.runs()
+    if not runs:
+        return "no run in this database can be undone"
+    listed = ", ".join(f"{r.id} ({r.action}, {time.strftime('%Y-%m-%d %H:%M', time.localtime(r.started_at))}, "
+                       f"{r.files} file{'s' if r.files != 1 else ''})" for r in runs)
+    return f"runs that can be undone, newest first: {listed}; 'tagger write --undo' undoes the newest"
+
+
 def select_tracks(library: Library, roots: Sequence[str] = (), tags: Sequence[str] = (),
                   not_tags: Sequence[str] = (), match_min: float | None = None,
                   model_name: str | None = None) -> list:
     """Track rows to write: every tagged track, or those under ``roots``, or those a query
-    (``tags``/``not_tags``/``match_min``, as in ``tagger query``) returns."""
+    (``tags``/``not_tags``/``match_min``, as in ``tagger query``) returns. Raises UsageError
+    for a root that does not exist or holds no scanned track (a typo must not look like
+    "nothing to do")."""
     from tagger.query import TrackQuery, parse_terms, run_query
 
     roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
+    for root in roots:
+        if not os.path.exists(root):
+            raise UsageError(root, "no such file or folder", "nothing was written")
     rows = library.tracks_under(roots or None)
+    if roots and not rows:
+        raise UsageError(None, f"no scanned track under {', '.join(roots)}",
+                         "run 'tagger scan PATH' first; nothing was written")
     if tags or not_tags or model_name:
         model = library.model(name=model_name)
         rows = [r for r in rows if r.model_id == model.id]
@@ -246,11 +437,8 @@ def select_tracks(library: Library, roots: Sequence[str] = (), tags: Sequence[st
 
 def parse_fields(text: str) -> tuple[str, ...]:
     """``tags,mood,genre`` → the optional fields asked for (tagger's own are always written)."""
-    from tagger.errors import UsageError
-
     names = [f.strip().lower() for f in text.split(",") if f.strip()]
-    unknown = [f for f in names if f not in ("tags", *OPTIONAL_FIELDS)]
+    unknown = [f for f in names if f not in FIELD_CHOICES]
     if unknown:
-        raise UsageError(None, f"unknown field(s) {', '.join(unknown)}",
-                         f"choose from tags, {', '.join(OPTIONAL_FIELDS)}")
+        raise UsageError(None, f"unknown field(s) {', '.join(unknown)}", f"choose from {', '.join(FIELD_CHOICES)}")
     return tuple(f for f in OPTIONAL_FIELDS if f in names)

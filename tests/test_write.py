@@ -103,14 +103,23 @@ def test_fields_per_format_and_audio_untouched(lib):
 def test_force_overwrites_user_fields_and_undo_restores_exactly(lib):
     root, db = lib
     before = {p.name: all_tags(p) for p in root.iterdir()}
+    hashes = {p.name: sha(p) for p in root.iterdir()}
     write(db, "--fields", "genre,mood", "--min", "0.0")
     again = write(db, "--fields", "genre,mood", "--min", "0.0")
-    assert "skipped 8" in again.stdout and "already tagged by this model" in again.stdout
+    assert again.stdout.splitlines() == [
+        "write: already-tagged 8",
+        "8 files were tagged by this model already: tagger's own fields left as they are (--force rewrites them)"]
+    grouping = write(db, "--fields", "grouping", "--min", "0.0")  # a field added later is still filled
+    assert "written 8" in grouping.stdout
+    assert mutagen.File(root / "b.flac")["GROUPING"] == mutagen.File(root / "b.flac")["TAGGER_TAGS"]
     write(db, "--fields", "genre,mood", "--min", "0.0", "--top", "10", "--force")
     assert mutagen.File(root / "b.flac")["GENRE"] != ["Folk"] or mutagen.File(root / "b.flac")["MOOD"] != ["Melancholic"]
     write(db, "--undo")  # the forced run
+    write(db, "--undo")  # the grouping run
     write(db, "--undo")  # the first run
     assert {p.name: all_tags(p) for p in root.iterdir()} == before
+    # files that had a tag block before come back byte for byte, their ID3v2.3 one included
+    assert {n: sha(root / n) for n in ("v23.mp3", "b.flac")} == {n: hashes[n] for n in ("v23.mp3", "b.flac")}
 
 
 def test_dry_run_changes_no_byte(lib):

@@ -2,64 +2,98 @@
 
 from __future__ import annotations
 
+import copy
+from contextlib import nullcontext
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 
 from tagger.cli.common import DB_OPTION, db_path, stdout_console
+from tagger.errors import UsageError
 from tagger.library import Library
-from tagger.writer import FileOutcome, WriteOptions, parse_fields, remove_tags, select_tracks, undo, write_tracks
+from tagger.store.db import writer_lock
+from tagger.writer import (FIELD_CHOICES, FileOutcome, WriteOptions, parse_fields, remove_tags, select_tracks,
+                           undo, write_tracks)
 
-TOP_OPTION = typer.Option(5, "--top", min=1, help="Tags written per file at most.")
-MIN_OPTION = typer.Option(0.2, "--min", min=0.0, max=1.0, help="Write only tags with at least this probability.")
-FIELDS_OPTION = typer.Option("tags", "--fields",
-                             help="Comma list: tags (tagger's own fields, always), mood, genre, grouping. "
-                                  "mood/genre/grouping are filled only where empty unless --force.")
+# metavars name what a value is; without them typer shows its internal types (<list[str]>, <bool>)
+TOP_OPTION = typer.Option(5, "--top", min=1, metavar="N", help="Tags written per file at most.")
+MIN_OPTION = typer.Option(0.2, "--min", min=0.0, max=1.0, metavar="P",
+                          help="Write only tags with at least this probability.")
+FIELDS_OPTION = typer.Option("tags", "--fields", metavar=",".join(FIELD_CHOICES),
+                             help="Comma list of fields to write: tags (tagger's own fields, always), "
+                                  "mood, genre, grouping. mood/genre/grouping are filled only where empty "
+                                  "unless --force.")
+FLAG = ""  # the metavar of an on/off option: it takes no value
+
+
+def _db_option():
+    option = copy.copy(DB_OPTION)
+    option.metavar = "DB"
+    return option
 
 
 def write_command(
-    paths: list[Path] = typer.Argument(None, help="Only tracks under these folders/files (default: all).",
-                                       show_default=False),
-    tag: list[str] = typer.Option([], "--tag", "-t", help="Only tracks matching this tag (as in query).",
-                                  show_default=False),
-    not_tag: list[str] = typer.Option([], "--not", help="As in query.", show_default=False),
-    match_min: float = typer.Option(None, "--match-min", min=0.0, max=1.0, show_default=False,
+    paths: list[Path] = typer.Argument(None, metavar="PATH", show_default=False,
+                                       help="Only tracks under these folders/files (default: all)."),
+    tag: list[str] = typer.Option([], "--tag", "-t", metavar="TAG", show_default=False,
+                                  help="Only tracks matching this tag (as in query)."),
+    not_tag: list[str] = typer.Option([], "--not", metavar="TAG", show_default=False, help="As in query."),
+    match_min: float = typer.Option(None, "--match-min", min=0.0, max=1.0, metavar="SCORE", show_default=False,
                                     help="With --tag: only tracks whose query score reaches this."),
     top: int = TOP_OPTION,
     min_prob: float = MIN_OPTION,
     fields: str = FIELDS_OPTION,
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show every field that would change; write nothing."),
-    force: bool = typer.Option(False, "--force", help="Rewrite files tagged by the same model, and "
-                                                      "overwrite existing mood/genre/grouping."),
-    remove: bool = typer.Option(False, "--remove", help="Delete tagger's own fields (nothing else)."),
-    undo_: bool = typer.Option(False, "--undo", help="Restore what the last write (or --run N) changed."),
-    run: int = typer.Option(None, "--run", show_default=False, help="With --undo: the run to undo."),
-    db: str = DB_OPTION,
+    dry_run: bool = typer.Option(False, "--dry-run", metavar=FLAG,
+                                 help="Show every field that would change; write nothing."),
+    force: bool = typer.Option(False, "--force", metavar=FLAG, help="Rewrite files tagged by the same model, "
+                                                                    "and overwrite existing mood/genre/grouping."),
+    break_hardlinks: bool = typer.Option(False, "--break-hardlinks", metavar=FLAG,
+                                         help="Also write files that have other hard links: this name gets "
+                                              "its own tagged copy, the other names keep the old file."),
+    remove: bool = typer.Option(False, "--remove", metavar=FLAG, help="Delete tagger's own fields (nothing else)."),
+    undo_: bool = typer.Option(False, "--undo", metavar=FLAG,
+                               help="Restore what the last write (or --run N) changed."),
+    run: int = typer.Option(None, "--run", metavar="N", show_default=False, help="With --undo: the run to undo."),
+    db: str = _db_option(),
 ) -> None:
     """Write each selected track's top tags into its file (TAGGER_TAGS, TAGGER_SCORES,
     TAGGER_MODEL; optionally MOOD, GENRE, GROUPING)."""
+    _check_combination(paths, tag, not_tag, remove, undo_, run)
     library = Library(db_path(db), create=False)
     console = stdout_console()
     report = _Reporter(console, dry_run)
-    if undo_:
-        run_id, outcomes = undo(library, run, dry_run, report)
-        if run_id is None:
-            console.print("nothing to undo")
+    # one writer per database: a scan or another write must not rewrite the same files meanwhile
+    with nullcontext() if dry_run else writer_lock(db_path(db)):
+        if undo_:
+            run_id, _ = undo(library, run, dry_run, report, break_hardlinks)
+            if run_id is None:
+                console.print("nothing to undo")
+                return
+            report.summary(f"undo of run {run_id}")
             return
-        report.summary(f"undo of run {run_id}")
-        return
-    rows = select_tracks(library, [str(p) for p in paths or []], tag, not_tag, match_min)
-    if remove:
-        remove_tags(library, rows, dry_run, report)
-        report.summary("remove")
-        return
-    options = WriteOptions(top=top, min_prob=min_prob, fields=parse_fields(fields), force=force, dry_run=dry_run)
-    write_tracks(library, rows, options, report)
-    report.summary("write")
+        rows = select_tracks(library, [str(p) for p in paths or []], tag, not_tag, match_min)
+        if remove:
+            remove_tags(library, rows, dry_run, report, break_hardlinks)
+            report.summary("remove")
+            return
+        options = WriteOptions(top=top, min_prob=min_prob, fields=parse_fields(fields), force=force,
+                               dry_run=dry_run, break_hardlinks=break_hardlinks)
+        write_tracks(library, rows, options, report)
+        report.summary("write")
+
+
+def _check_combination(paths, tag, not_tag, remove: bool, undo_: bool, run: int | None) -> None:
+    if run is not None and not undo_:
+        raise UsageError(None, "--run goes with --undo", "tagger write --undo --run N")
+    if undo_ and (paths or tag or not_tag or remove):
+        raise UsageError(None, "--undo restores a whole run; it takes no PATH, --tag, --not or --remove",
+                         "tagger write --undo [--run N]")
 
 
 class _Reporter:
+    ORDER = ("would-write", "written", "unchanged", "already-tagged", "skipped", "failed")
+
     def __init__(self, console, dry_run: bool) -> None:
         self.console, self.dry_run = console, dry_run
         self.counts: dict[str, int] = {}
@@ -77,10 +111,14 @@ class _Reporter:
             self.console.print(f"note: {escape(o.path)}: {escape(o.reason)}", style="yellow", soft_wrap=True)
 
     def summary(self, what: str) -> None:
-        order = ("would-write", "written", "unchanged", "skipped", "failed")
-        parts = [f"{k} {self.counts[k]}" for k in order if self.counts.get(k)]
+        parts = [f"{k} {self.counts[k]}" for k in self.ORDER if self.counts.get(k)]
         self.console.print(f"{what}: " + (" · ".join(parts) if parts else "no tracks selected")
                            + (" (dry run: nothing was changed)" if self.dry_run else ""))
+        already = self.counts.get("already-tagged")
+        if already:  # one line for them all: a second run over a library is the usual case
+            self.console.print(f"{already} file{'s were' if already > 1 else ' was'} tagged by this model "
+                               "already: tagger's own fields left as they are (--force rewrites them)",
+                               style="dim")
         if self.counts.get("written") and what in ("write", "remove"):
             self.console.print("undo with: tagger write --undo", style="dim")
 
