@@ -196,7 +196,7 @@ def _decode_clip(args: tuple[str, str, str]) -> tuple[str, dict | None, str | No
     except TaggerError as e:
         return key, None, e.reason
     Path(target).parent.mkdir(parents=True, exist_ok=True)
-    with replace_atomically(target) as tmp, open(tmp, "wb") as f:
+    with replace_atomically(target, sync=False) as tmp, open(tmp, "wb") as f:
         np.save(f, audio)  # a file object: np.save would add .npy to the temporary's name
     st = os.stat(source)
     return key, {"file": os.path.relpath(target, Path(target).parent.parent), "samples": int(len(audio)),
