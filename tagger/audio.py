@@ -320,13 +320,15 @@ class ChunkReader:
         yield from _windows(self._samples(), chunk_starts(total, self.chunk, self.n_chunks), self.chunk)
 
 
-def _windows(blocks: Iterator[np.ndarray | None], starts: list[int], chunk: int) -> Iterator[np.ndarray]:
-    """The ``chunk``-long windows at ``starts`` (sorted) of a block stream."""
+def _windows(blocks: Iterator[np.ndarray | None], starts: list[int], chunk: int) -> Iterator[np.ndarray | None]:
+    """The ``chunk``-long windows at ``starts`` (sorted) of a block stream; a RESTART in the
+    stream is passed on (the windows so far are void) and cutting starts again."""
     parts: list[np.ndarray] = []
     buf_start, have, i = 0, 0, 0  # parts hold stream samples [buf_start, buf_start + have)
     for block in blocks:
         if block is RESTART:  # read again from the start by the next decoder
             parts, buf_start, have, i = [], 0, 0, 0
+            yield RESTART
             continue
         if i == len(starts):
             continue

@@ -67,7 +67,12 @@ class LogMel(nn.Module):
         self.register_buffer("filters", torch.from_numpy(mel_filterbank(cfg)).float(), persistent=False)
 
     def power_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Mel power ``[B, n_mels, frames]`` before the log."""
+        """Mel power ``[B, n_mels, frames]`` before the log, always in float32: under fp16
+        autocast a loud low bin's power (> 65504) would overflow and poison its frame with NaN."""
+        with torch.autocast(waveforms.device.type, enabled=False):
+            return self._power_mel(waveforms)
+
+    def _power_mel(self, waveforms: torch.Tensor) -> torch.Tensor:
         spec = torch.stft(waveforms.float(), self.cfg.n_fft, self.cfg.hop_length, window=self.window,
                           center=True, pad_mode="constant", return_complex=True)
         power = spec.real.square() + spec.imag.square()

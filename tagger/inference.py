@@ -67,15 +67,21 @@ def tag_waveform(model: TagModel, samples: np.ndarray, n_chunks: int | None = No
 def tag_file(model: TagModel, path: str | os.PathLike[str], n_chunks: int | None = None,
              batch_size: int = 64, runner: ModelRunner | None = None) -> TrackScores:
     """Read the chunks of ``path`` the way a library scan does (``audio.ChunkReader``: seeks or
-    streaming, never the whole track in memory) and tag it; raises DecodeError for files that
-    cannot be read."""
+    streaming) and tag it, scoring blocks as they come so that memory does not grow with the
+    track; raises DecodeError for files that cannot be read."""
     card = model.card
+    runner = runner or ModelRunner(model, batch_size)
     reader = ChunkReader(path, card.sample_rate, card.chunk_samples, n_chunks)
-    blocks: list[np.ndarray] = []
+    probs = np.zeros(len(card.tags))
+    embs = np.zeros(model.embedding_size)
+    n = 0
     for block in reader:
         if block is RESTART:
-            blocks.clear()
-        else:
-            blocks.append(block)
-    probs, embs = score_chunks(model, np.concatenate(blocks), batch_size, runner)
-    return TrackScores(probs.mean(axis=0), embs.mean(axis=0), reader.duration_s, len(probs))
+            probs[:], embs[:], n = 0.0, 0.0, 0
+            continue
+        for i in range(0, len(block), runner.batch_size):
+            p, e = runner(block[i:i + runner.batch_size])
+            probs += p.sum(axis=0, dtype=np.float64)
+            embs += e.sum(axis=0, dtype=np.float64)
+            n += len(p)
+    return TrackScores((probs / n).astype(np.float32), (embs / n).astype(np.float32), reader.duration_s, n)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import DataError, IntegrityError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from tagger.engine.results import NOT_FINITE, TrackResult
 from tagger.errors import UsageError
@@ -148,19 +148,20 @@ class Library:
         try:
             self._save(results, model)
             return []
-        except _REFUSED:
-            pass
+        except _REFUSED as e:
+            _raise_if_database_failed(e)
         unsaved = []
         for r in results:  # one transaction each, to find the track(s) the database refuses
             try:
                 self._save([r], model)
             except _REFUSED as e:
+                _raise_if_database_failed(e)
                 reason = f"could not be stored in the database: {_first_line(e)}"
                 unsaved.append((r.path, reason))
                 try:
                     self._save([TrackResult(r.path, r.size, r.mtime_ns, error=reason)], model)
-                except _REFUSED:
-                    pass  # reported in the scan's summary; the next scan tries it again
+                except _REFUSED as e2:
+                    _raise_if_database_failed(e2)  # else: reported in the summary; the next scan tries again
         return unsaved
 
     def _save(self, results: Sequence[TrackResult], model: StoredModel) -> None:
@@ -317,7 +318,17 @@ class Library:
 
 
 
-_REFUSED = (IntegrityError, DataError, StatementError, ValueError, TypeError)
+_REFUSED = (IntegrityError, DataError, StatementError, ValueError, TypeError)  # one track's fault…
+
+
+def _raise_if_database_failed(e: BaseException) -> None:
+    """…unless it is the database's own (disk full, locked, gone: OperationalError and the
+    other driver errors), which would fail every track alike: that stops the scan."""
+    if isinstance(e, DBAPIError) and not isinstance(e, (IntegrityError, DataError)):
+        from tagger.store.db import StoreError
+
+        raise StoreError(None, f"cannot write to the database: {_first_line(e)}",
+                         "tracks committed before this are kept; fix the cause and run the scan again") from e
 
 
 def _check(r: TrackResult, model: StoredModel) -> None:

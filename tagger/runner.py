@@ -16,12 +16,14 @@ Batches are padded to one fixed size when compiled, so the graph is never rebuil
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 
 import numpy as np
 import torch
 
+from tagger.errors import TaggerError
 from tagger.tagmodel import TagModel
 
 BUFFERS = 2  # pinned staging buffers on CUDA: one being filled while the other is in flight
@@ -32,12 +34,16 @@ class PendingBatch:
     embeddings ``[n, E]``), float32 numpy arrays that the caller owns."""
 
     def __init__(self, n: int, probs: torch.Tensor, embs: torch.Tensor, done: torch.cuda.Event | None = None,
-                 started: torch.cuda.Event | None = None, runner: ModelRunner | None = None) -> None:
+                 started: torch.cuda.Event | None = None, runner: ModelRunner | None = None,
+                 buffer: tuple[int, int] | None = None) -> None:
         self.n, self._probs, self._embs, self._done, self._started = n, probs, embs, done, started
-        self._runner = runner
+        self._runner, self._buffer = runner, buffer
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         if self._done is not None:
+            k, generation = self._buffer
+            if self._runner._generation[k] != generation:  # a caller kept > BUFFERS batches in flight
+                raise RuntimeError("result() of a batch whose output buffer was already reused")
             t0 = time.perf_counter()
             self._done.synchronize()
             self._runner.host_s += time.perf_counter() - t0
@@ -68,6 +74,7 @@ class ModelRunner:
         n_buffers = BUFFERS if self.cuda else 1
         self._staging = [torch.zeros(batch_size, chunk, pin_memory=self.cuda) for _ in range(n_buffers)]
         self._copied = [None] * n_buffers  # CUDA events: a buffer may be refilled once its copy is done
+        self._generation = [0] * n_buffers  # which submit last used each output buffer
         self._next = 0
         if self.cuda:
             emb = model.embedding_size
@@ -82,12 +89,15 @@ class ModelRunner:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 fn = torch.compile(self.model.scores, dynamic=False)
-                with torch.inference_mode(), self._autocast():
+                with torch.inference_mode(), self._autocast(), self._on_device():
                     fn(self._staging[0].to(self.device))  # compile now, not inside the scan loop
             self._fn = fn
             self.compiled = True
         except Exception as e:  # no C++ compiler, unsupported platform…: eager still works
             self.compile_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+
+    def _on_device(self):
+        return torch.cuda.device(self.device) if self.cuda else contextlib.nullcontext()
 
     def _autocast(self):
         if self.precision == "fp16":
@@ -119,20 +129,29 @@ class ModelRunner:
             self.host_s += spent
             self.device_s += spent
             return pending
-        started, copied, done = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(),
-                                 torch.cuda.Event(enable_timing=True))
-        started.record()
-        x = rows.to(self.device, non_blocking=True)
-        copied.record()
-        self._copied[k] = copied
-        with self._autocast():
-            probs, embs = self._fn(x)
-        out_p, out_e = self._out[k]
-        out_p[:n].copy_(probs[:n].float(), non_blocking=True)
-        out_e[:n].copy_(embs[:n].float(), non_blocking=True)
-        done.record()
+        # events and copies on this device's current stream: with cuda:1 the process's current
+        # device is still cuda:0, and events recorded there would complete at once
+        with torch.cuda.device(self.device):
+            stream = torch.cuda.current_stream(self.device)
+            started, copied, done = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(),
+                                     torch.cuda.Event(enable_timing=True))
+            started.record(stream)
+            x = rows.to(self.device, non_blocking=True)
+            copied.record(stream)
+            self._copied[k] = copied
+            try:
+                with self._autocast():
+                    probs, embs = self._fn(x)
+            except torch.cuda.OutOfMemoryError:
+                raise TaggerError(None, f"the GPU ran out of memory for a batch of {self.batch_size} chunks",
+                                  "use a smaller --batch-size") from None
+            out_p, out_e = self._out[k]
+            out_p[:n].copy_(probs[:n].float(), non_blocking=True)
+            out_e[:n].copy_(embs[:n].float(), non_blocking=True)
+            done.record(stream)
         self.host_s += time.perf_counter() - t0
-        return PendingBatch(n, out_p, out_e, done, started, self)
+        self._generation[k] += 1
+        return PendingBatch(n, out_p, out_e, done, started, self, (k, self._generation[k]))
 
     def __call__(self, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return self.submit(chunks).result()

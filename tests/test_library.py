@@ -132,3 +132,19 @@ def test_a_track_that_cannot_be_stored_costs_only_itself(tmp_path):
     assert library.track("/m/a.flac").status == "ok" and library.track("/m/b.flac").status == "ok"
     assert library.track("/m/nan.flac").status == "failed"
     assert all(np.isfinite(list(library.track_scores(library.track("/m/a.flac").id).values())))
+
+
+def test_a_full_database_stops_with_one_clear_error(tmp_path):
+    """The database's own failure (here SQLite's 'database or disk is full', by a page limit)
+    is not one track's fault: save stops with a StoreError instead of failing every track."""
+    from sqlalchemy import event
+
+    library = Library(str(tmp_path / "lib.db"))
+    model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    library.engine.dispose()
+    pages = tmp_path.joinpath("lib.db").stat().st_size // 4096 + 2
+    event.listen(library.engine, "connect", lambda conn, _: conn.execute(f"PRAGMA max_page_count = {pages}"))
+    p, e = np.full(50, 0.3, dtype=np.float32), np.zeros(256, np.float32)
+    batch = [TrackResult(f"/m/{i}.flac", 1, 1, "f", "flac", 3.0, 1, p, e) for i in range(300)]
+    with pytest.raises(StoreError, match="cannot write to the database: database or disk is full"):
+        library.save(batch, model)

@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -87,10 +88,13 @@ def _worker_main(conn: Connection, sample_rate: int, chunk: int, n_chunks: int |
         if task is None:
             return
         index, f = task
-        for event in decode_events(index, f, sample_rate, chunk, n_chunks):
-            if event[0] in ("done", "failed"):  # before it: the pool stops reading after the last file
-                conn.send(("rss", peak_rss()))
-            conn.send(event)
+        try:
+            for event in decode_events(index, f, sample_rate, chunk, n_chunks):
+                if event[0] in ("done", "failed"):  # before it: the pool stops reading after the last file
+                    conn.send(("rss", peak_rss()))
+                conn.send(event)
+        except OSError:  # the scan closed our socket: it is stopping
+            return
 
 
 @dataclass
@@ -110,24 +114,40 @@ def _death_reason(process: subprocess.Popen) -> str:
         process.kill()
         code = process.wait()
     if code < 0:
-        name = signal.Signals(-code).name
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:  # a real-time signal has no name
+            name = f"signal {-code}"
         hint = "; out of memory?" if -code == signal.SIGKILL else ""
         return f"the decoding process died while reading this file (killed by {name}{hint})"
     return f"the decoding process died while reading this file (exit status {code})"
 
 
 def _start_worker(args: tuple) -> _Worker:
+    try:
+        return _spawn_worker(args)
+    except OSError as e:  # too many processes or open files
+        raise TaggerError(None, f"cannot start a decoding process: {e.strerror or e}",
+                          "use fewer --workers, or --workers 0") from None
+
+
+def _spawn_worker(args: tuple) -> _Worker:
     ours, theirs = socket.socketpair()
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])  # so a source checkout works too
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     sample_rate, chunk, n_chunks = args
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tagger.engine.decode", str(theirs.fileno()), str(sample_rate), str(chunk),
-         "all" if n_chunks is None else str(n_chunks)],
-        pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
-    theirs.close()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tagger.engine.decode", str(theirs.fileno()), str(sample_rate), str(chunk),
+             "all" if n_chunks is None else str(n_chunks)],
+            pass_fds=[theirs.fileno()], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
     return _Worker(process, Connection(ours.detach()))
 
 
@@ -143,22 +163,30 @@ class DecodePool:
         self.peak_rss = 0
         self.replaced = 0
         self._startup_deaths = 0
-        for _ in range(min(workers, max(1, len(files)))):
-            self.workers.append(_start_worker(self.args))
+        try:
+            for _ in range(min(workers, len(files))):
+                self.workers.append(_start_worker(self.args))
+        except BaseException:
+            self.close()
+            raise
 
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers]
 
     def _top_up(self) -> None:
-        for w in self.workers:
-            while self.todo and len(w.assigned) < TASKS_PER_WORKER and not w.broken:
+        for depth in range(1, TASKS_PER_WORKER + 1):  # round-robin: every worker busy before any queues
+            for w in self.workers:
+                if not self.todo:
+                    return
+                if len(w.assigned) >= depth or w.broken:
+                    continue
                 i = self.todo.popleft()
                 try:
                     w.conn.send((i, self.files[i]))
                 except OSError:  # it died: reading its end-of-file replaces it
                     self.todo.appendleft(i)
                     w.broken = True
-                    break
+                    continue
                 w.assigned.append(i)
 
     def events(self) -> Iterator[tuple]:
@@ -202,18 +230,17 @@ class DecodePool:
             yield ("died", held, reason)
 
     def close(self) -> None:
+        """Stop every worker: an idle one reads end-of-file and exits; one blocked sending a
+        block gets a broken pipe. Whatever still runs after a shared second is killed."""
+        for w in self.workers:
+            w.conn.close()
+        deadline = time.monotonic() + 1.0
         for w in self.workers:
             try:
-                w.conn.send(None)
-            except OSError:
-                pass
-        for w in self.workers:
-            try:
-                w.process.wait(timeout=2)
+                w.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 w.process.kill()
                 w.process.wait()
-            w.conn.close()
         self.workers = []
 
 

@@ -25,9 +25,6 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
     ``stats`` is filled in as it runs; ``on_workers`` gets the decode processes' PIDs."""
     stats = stats if stats is not None else EngineStats()
     card = runner.model.card
-    decoder = start_decoding(files, card.sample_rate, card.chunk_samples, n_chunks, workers)
-    if on_workers:
-        on_workers(decoder.pids())
     batcher = Batcher(runner.batch_size)
     agg = Aggregator(len(card.tags), runner.model.embedding_size)
     slots = itertools.count()
@@ -74,7 +71,10 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
             in_flight.append((runner.submit(chunks), owners))
             yield from collect(1)  # one batch stays in flight while the next is packed
 
+    decoder = start_decoding(files, card.sample_rate, card.chunk_samples, n_chunks, workers)
     try:
+        if on_workers:
+            on_workers(decoder.pids())
         events = decoder.events()
         while True:
             yield from run()
