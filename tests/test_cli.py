@@ -1,8 +1,15 @@
 """The real command line, run as a subprocess."""
 
+import importlib.util
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 
 import numpy as np
+import pytest
 import torch
 
 from tagger import __version__
@@ -10,10 +17,19 @@ from tagger import __version__
 from conftest import ROOT, run_cli, sine, write_audio
 
 EXAMPLES = ROOT / "examples"
+COMMANDS = [[], ["scan"], ["query"], ["show"], ["tags"], ["stats"], ["prune"], ["write"], ["tag"], ["models"],
+            ["models", "info"], ["models", "convert-musicnn"], ["train"], ["evaluate"]]
 
 
-def _one_error_line(result):
-    assert result.returncode == 1
+def _run(*args, env: dict) -> subprocess.CompletedProcess:
+    """run_cli with a changed environment (``None`` values remove a variable)."""
+    full = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
+    return subprocess.run([sys.executable, "-m", "tagger", *map(str, args)], capture_output=True, text=True,
+                          env=full, timeout=300)
+
+
+def _one_error_line(result, code=1):
+    assert result.returncode == code, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
     lines = [l for l in result.stderr.splitlines() if l.strip()]
     assert len(lines) == 1 and lines[0].startswith("tagger: error: "), result.stderr
@@ -79,7 +95,7 @@ def test_good_results_survive_a_bad_file(tmp_path):
 def test_bad_options(tmp_path):
     example = EXAMPLES / "piano-arpeggio.flac"
     assert "no such model file" in _one_error_line(run_cli("tag", example, "-m", "nope"))
-    assert "--chunks" in _one_error_line(run_cli("tag", example, "--chunks", "zero"))
+    assert "--chunks" in _one_error_line(run_cli("tag", example, "--chunks", "zero"), code=2)
     evil = tmp_path / "weights.pt"
     torch.save({"w": torch.zeros(1)}, evil)
     assert "never unpickles" in _one_error_line(run_cli("tag", example, "-m", evil))
@@ -99,3 +115,69 @@ def test_models_list_and_info():
     text = run_cli("models", "info").stdout
     assert "musicnn-vgg-mtt" in text and "ISC" in text
     assert "no such model file" in _one_error_line(run_cli("models", "info", "/no/such.safetensors"))
+
+
+def test_help_shows_choices_metavars_and_the_default_database(tmp_path):
+    env = {"XDG_DATA_HOME": str(tmp_path / "data"), "TAGGER_DB": None, "COLUMNS": "200"}
+    default_db = str(tmp_path / "data" / "tagger" / "library.db")
+    for command in COMMANDS:
+        result = _run(*command, "--help", env=env)
+        assert result.returncode == 0, result.stderr
+        text = result.stdout
+        usage = next(line for line in text.splitlines() if "Usage:" in line)
+        assert not re.search(r"\{\w+\}", usage), usage  # typer's {paths}: the metavar, bare
+        odd = re.findall(r"<(?:bool|str|int|float|path|list\[\w+\])[^>]*>", text)
+        assert not odd, (command, odd)
+        if "--db" in text:
+            assert default_db in text, command
+    query = _run("query", "--help", env=env).stdout
+    assert "[table|json|jsonl|csv|m3u|paths]" in query and "TAG" in query and "FILE|URL" in query
+    tag = _run("tag", "--help", env=env).stdout
+    assert "auto|cpu|cuda|cuda:N" in tag and "FILE..." in tag
+    assert "[MTT_vgg|MTT_musicnn]" in _run("models", "convert-musicnn", "--help", env=env).stdout
+
+
+def test_convert_choices_are_the_converter_sources():
+    from tagger.cli.models_cmd import MusicnnModel
+    from tagger.convert.musicnn import SOURCES
+
+    assert [m.value for m in MusicnnModel] == list(SOURCES)
+
+
+def test_usage_errors_exit_2_on_one_line():
+    example = EXAMPLES / "piano-arpeggio.flac"
+    cases = [(["nosuch"], "nosuch"), (["query"], "--tag"), (["query", "-t", "rock", "-f", "xml"], "xml"),
+             (["query", "-t", "rock", "--top", "many"], "--top"), (["show"], "FILE"),
+             (["tag", example, "--chunks", "zero"], "--chunks"), (["tag", example, "--device", "gpu"], "gpu"),
+             (["models", "info", "a", "b"], "b")]
+    for args, word in cases:
+        line = _one_error_line(run_cli(*args), code=2)
+        assert word in line and "--help" in line, line
+    # a valid command line whose values tagger cannot use is an error of tagger's: 1
+    assert "no such model file" in _one_error_line(run_cli("tag", example, "-m", "nope"))
+
+
+def test_interrupted_command_exits_130_without_traceback(tmp_path):
+    path = write_audio(tmp_path / "a.wav", sine(440.0, 3.0))
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", "tag", *[path] * 400, "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline()  # results are coming: the model is loaded
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+
+
+def test_database_urls_without_their_driver_or_malformed_are_one_line():
+    if importlib.util.find_spec("psycopg") is None:
+        line = _one_error_line(run_cli("stats", "--db", "postgresql://tagger:s3cret@localhost/music"))
+        assert "pip install 'tagger[postgres]'" in line and "postgresql://tagger:***@localhost/music" in line
+        assert "s3cret" not in line
+    cases = [("postgresql://tagger:s3cret@localhost:port/music", "not a valid database URL"),
+             ("nosuch://x/y", "unknown kind of database 'nosuch'"),
+             ("postgres://tagger:s3cret@localhost/music", "postgresql://")]
+    for url, words in cases:
+        line = _one_error_line(run_cli("query", "-t", "rock", "--db", url))
+        assert words in line and "s3cret" not in line, line

@@ -3,19 +3,26 @@
 import csv
 import io
 import json
+import os
+import shutil
 import sqlite3
 
 import pytest
 
-from tagger.vocab import MTAT_GROUPS
+from tagger.vocab import MTAT_GROUPS, MTAT_TAGS, tag_name
 
-from conftest import build_library, run_cli
+from conftest import build_library, music_like, run_cli, write_audio
+
+LONG = "a-rather-long-folder-name-for-testing-tables/and another long folder name/a track with a long name.wav"
 
 
 @pytest.fixture(scope="module")
 def scanned(tmp_path_factory):
     root = tmp_path_factory.mktemp("qlib")
     build_library(root, seconds=4.0)
+    (root / LONG).parent.mkdir(parents=True)
+    write_audio(root / LONG, music_like(4.0, 16000, 11))
+    write_audio(root / "two\nlines.wav", music_like(4.0, 16000, 12))
     db = root.parent / "q.db"
     result = run_cli("scan", root, "--db", db, "--workers", "1")
     assert result.returncode == 0, result.stderr
@@ -76,11 +83,12 @@ def test_formats(scanned):
     table = list(csv.DictReader(io.StringIO(run_cli("query", *args, "-f", "csv").stdout)))
     assert list(table[0]) == ["rank", "score", "guitar", "duration_s", "format", "path"]
     assert [r["path"] for r in table] == [r["path"] for r in jsonl]
+    plain = [r["path"] for r in jsonl if "\n" not in r["path"]]  # (the others: see below)
     m3u = run_cli("query", *args, "-f", "m3u").stdout.splitlines()
-    assert m3u[0] == "#EXTM3U" and m3u[1].startswith("#EXTINF:4,") and m3u[2] == jsonl[0]["path"]
-    assert run_cli("query", *args, "-f", "paths").stdout.splitlines() == [r["path"] for r in jsonl]
+    assert m3u[0] == "#EXTM3U" and m3u[1].startswith("#EXTINF:4,") and m3u[2] == plain[0]
+    assert run_cli("query", *args, "-f", "paths").stdout.splitlines() == plain
     text = run_cli("query", *args).stdout
-    assert "score" in text and jsonl[0]["path"].rsplit("/", 1)[-1] in text
+    assert "score" in text and plain[0].rsplit("/", 1)[-1] in text
 
 
 def test_query_errors_are_one_line(scanned, tmp_path):
@@ -91,7 +99,7 @@ def test_query_errors_are_one_line(scanned, tmp_path):
     result = run_cli("query", "--db", tmp_path / "none.db", "-t", "rock")
     assert result.returncode == 1 and "no such database" in result.stderr
     result = run_cli("query", "--db", db, "-t", "rock", "-f", "xml")
-    assert result.returncode == 1 and "unknown format" in result.stderr
+    assert result.returncode == 2 and "'xml' is not one of" in result.stderr
     result = run_cli("query", "--db", db, "-t", "rock", "--model", "nope")
     assert result.returncode == 1 and "no results from a model named 'nope'" in result.stderr
 
@@ -115,3 +123,90 @@ def test_show_tags_stats(scanned):
     stats = json.loads(run_cli("stats", "--db", db, "--json").stdout)
     assert stats["ok"] == len(probs) and stats["failed"] == 3 and stats["missing"] == 0
     assert stats["formats"]["flac"] == 2 and stats["models"][0][0] == "musicnn-vgg-mtt"
+
+
+def test_show_finds_a_track_by_any_path_to_its_file(scanned, tmp_path):
+    root, db = scanned
+    probs = probs_by_track(db)
+    (tmp_path / "linked").symlink_to(root)  # the library through a symlinked folder
+    os.link(root / "a.wav", tmp_path / "hard.wav")  # the same file under a name no symlink explains
+    cases = {root / "zz-alias.flac": root / "b.flac",  # a symlink the scan saw after its target
+             tmp_path / "linked" / "sub" / "c.ogg": root / "sub" / "c.ogg",
+             tmp_path / "hard.wav": root / "a.wav"}
+    for path, stored in cases.items():
+        result = run_cli("show", path, "--db", db, "--json")
+        assert result.returncode == 0, result.stderr
+        shown = json.loads(result.stdout)
+        assert shown["path"] == str(stored) and shown["tags"] == pytest.approx(probs[str(stored)])
+    (tmp_path / "other.wav").write_bytes((root / "a.wav").read_bytes())  # same bytes, another file
+    result = run_cli("show", tmp_path / "other.wav", "--db", db)
+    assert result.returncode == 1 and "is not in the library" in result.stderr
+
+
+def test_tags_table_names_raw_tags_apart_from_groups(scanned):
+    root, db = scanned
+    text = run_cli("tags", "--db", db).stdout
+    names = [line.split("│")[0].strip() for line in text.splitlines() if "│" in line]
+    assert len(names) == len(set(names)) == len(MTAT_TAGS) + len(MTAT_GROUPS)
+    for group in ("classical", "choir", "beats", "vocals", "no_vocals"):
+        assert group in names and f"raw:{group}" in names
+    assert "male_vocal" in names and "raw:male_vocal" not in names  # only where a group takes the name
+
+
+def test_piped_tables_keep_each_row_on_one_line(scanned):
+    root, db = scanned
+    text = run_cli("query", "--db", db, "-t", "guitar", "--top", "0").stdout
+    assert any(line.rstrip().endswith(str(root / LONG)) for line in text.splitlines()), text
+    assert str(root / "two\\nlines.wav") in text  # a line break in a name is shown, not obeyed
+    text = run_cli("show", root / LONG, "--db", db).stdout
+    assert text.splitlines()[0].startswith(str(root / LONG))
+
+
+def test_stats_says_which_database(scanned):
+    root, db = scanned
+    assert f"database: {db}" in run_cli("stats", "--db", db).stdout
+    assert json.loads(run_cli("stats", "--db", db, "--json").stdout)["database"] == str(db)
+
+
+def test_query_says_when_tracks_of_other_models_are_left_out(scanned, tmp_path):
+    root, db = scanned
+    copy = tmp_path / "two-models.db"
+    shutil.copy(db, copy)
+    result = run_cli("scan", root / "sub" / "c.ogg", root / "sub" / "d.opus", "--db", copy,
+                     "--model", "musicnn-mtt", "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    n = len(probs_by_track(db))
+    result = run_cli("query", "--db", copy, "-t", "piano", "--top", "0", "-f", "json")
+    assert result.returncode == 0 and len(json.loads(result.stdout)) == n - 2
+    assert "2 tracks scored by other models are not ranked" in result.stderr
+    assert "musicnn-mtt" in result.stderr and "--model" in result.stderr
+    result = run_cli("query", "--db", copy, "-t", "piano", "-m", "musicnn-mtt", "-f", "json")
+    assert len(json.loads(result.stdout)) == 2 and f"{n - 2} tracks scored by other models" in result.stderr
+    assert "other models" not in run_cli("query", "--db", db, "-t", "piano").stderr
+
+
+def test_query_hints_when_no_track_matches_well(scanned):
+    root, db = scanned
+    probs = probs_by_track(db)
+    best = {raw: max(p[raw] for p in probs.values()) for raw in MTAT_TAGS}
+    weak, strong = min(best, key=best.get), max(best, key=best.get)
+    assert best[weak] < 0.2 <= best[strong]
+    result = run_cli("query", "--db", db, "-t", f"raw:{tag_name(weak)}", "-f", "json")
+    assert result.returncode == 0 and len(json.loads(result.stdout)) == len(probs)  # stdout stays JSON
+    assert f"no track scores above 0.2 for raw:{tag_name(weak)} (best: {best[weak]:.3f})" in result.stderr
+    result = run_cli("query", "--db", db, "-t", f"raw:{tag_name(strong)}", "-f", "json")
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_m3u_and_paths_skip_paths_with_line_breaks(scanned):
+    root, db = scanned
+    rows = query_json(db, "-t", "guitar", "--top", "0")
+    assert [r["path"] for r in rows if "\n" in r["path"]] == [str(root / "two\nlines.wav")]
+    for fmt in ("m3u", "paths"):
+        result = run_cli("query", "--db", db, "-t", "guitar", "--top", "0", "-f", fmt)
+        assert result.returncode == 0
+        listed = [line for line in result.stdout.splitlines() if not line.startswith("#")]
+        assert listed == [r["path"] for r in rows if "\n" not in r["path"]]
+        assert f"skipped 1 track whose path has a line break ({fmt} cannot hold it" in result.stderr
+    result = run_cli("query", "--db", db, "-t", "guitar", "--top", "0", "-f", "csv")
+    assert str(root / "two\nlines.wav") in [r["path"] for r in csv.DictReader(io.StringIO(result.stdout))]

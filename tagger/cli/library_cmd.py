@@ -5,97 +5,124 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import DB_OPTION, bar, db_path, stdout_console
-from tagger.errors import UsageError
-from tagger.library import Library
-from tagger.vocab import tag_name
+from tagger.cli.common import DB_OPTION, bar, db_line, db_path, plural, printable, stdout_console
+from tagger.errors import TaggerError, UsageError
+from tagger.vocab import Vocabulary, tag_name
+
+if TYPE_CHECKING:
+    from tagger.library import Library
 
 
-def show_command(file: Path = typer.Argument(..., help="A scanned audio file.", show_default=False),
+def _library(db: str | None) -> Library:
+    from tagger.library import Library  # SQLAlchemy and numpy: not needed for --help
+
+    return Library(db_path(db), create=False)
+
+
+def show_command(file: Path = typer.Argument(..., help="A scanned audio file (any path to it).", show_default=False),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                  db: str = DB_OPTION) -> None:
     """All tag probabilities of one track, highest first, and its groups' scores."""
-    library = Library(db_path(db), create=False)
+    library = _library(db)
     path = os.path.abspath(os.path.expanduser(str(file)))
-    row = library.track(path)
+    row = library.find_track(path)
+    if row is None and not os.path.exists(path):
+        raise UsageError(file, "no such file, and no track of that path in the library")
     if row is None:
         raise UsageError(file, "is not in the library", "run 'tagger scan' on its folder first")
     if row.status != "ok":
         reason = row.error if row.status == "failed" else "the file is gone (run 'tagger prune')"
-        raise UsageError(file, f"has no scores: {row.status}: {reason}")
+        raise TaggerError(row.path, f"has no scores: {row.status}: {reason}")
     scores = library.track_scores(row.id)
     stored = library.model(model_id=row.model_id)
     groups = {g: max(scores[m] for m in members) for g, members in stored.vocabulary.groups.items()}
     if as_json:
-        print(json.dumps({"path": path, "model": stored.name, "duration_s": row.duration_s,
+        print(json.dumps({"path": row.path, "model": stored.name, "duration_s": row.duration_s,
                           "tags": dict(sorted(scores.items(), key=lambda kv: -kv[1])),
                           "groups": dict(sorted(groups.items(), key=lambda kv: -kv[1]))}, indent=1))
         return
     console = stdout_console()
-    console.print(f"[bold]{escape(path)}[/bold]  [dim]{row.duration_s or 0:.1f} s, {row.chunks} chunks, "
-                  f"{row.format}, {stored.name}[/dim]")
+    console.print(f"[bold]{escape(printable(row.path))}[/bold]  [dim]{row.duration_s or 0:.1f} s, "
+                  f"{row.chunks} chunks, {row.format}, {stored.name}[/dim]")
     table = Table(show_edge=False)
     for col, just in (("tag", "left"), ("name", "left"), ("probability", "right"), ("", "left")):
         table.add_column(col, justify=just)
     for raw, p in sorted(scores.items(), key=lambda kv: -kv[1]):
-        table.add_row(raw, tag_name(raw), f"{p:.3f}", bar(p))
+        table.add_row(raw, query_name(stored.vocabulary, raw), f"{p:.3f}", bar(p))
     console.print(table)
     if groups:
         console.print("groups: " + ", ".join(f"{g} {p:.3f}" for g, p in sorted(groups.items(), key=lambda kv: -kv[1])))
 
 
-def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0,
+def query_name(vocab: Vocabulary, raw: str) -> str:
+    """What to type to get raw tag ``raw`` alone: its name, or ``raw:NAME`` where a group has
+    taken the name (``vocals`` is the group, ``raw:vocals`` the raw tag)."""
+    name = tag_name(raw)
+    return name if vocab.resolve(name) == [raw] else f"raw:{name}"
+
+
+def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0, metavar="P",
                                                  help="Count tracks at or above this probability."),
-                 model: str = typer.Option(None, "--model", "-m", show_default=False,
+                 model: str = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
                                            help="Model (default: the one that scored most tracks)."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                  db: str = DB_OPTION) -> None:
-    """The vocabulary: raw tags and groups, with how many tracks reach --min."""
-    library = Library(db_path(db), create=False)
+    """The vocabulary: groups and raw tags, with how many tracks reach --min."""
+    library = _library(db)
     stored = library.model(name=model)
+    vocab = stored.vocabulary
     counts = library.tag_counts(stored, min_score)
     groups = library.group_counts(stored, min_score)
     if as_json:
         print(json.dumps({"model": stored.name, "min": min_score,
-                          "tags": {tag_name(t): {"raw": t, "tracks": n} for t, n in counts.items()},
-                          "groups": {g: {"members": stored.vocabulary.groups[g], "tracks": n}
-                                     for g, n in groups.items()}}, indent=1))
+                          "tags": {tag_name(t): {"raw": t, "query": query_name(vocab, t), "tracks": n}
+                                   for t, n in counts.items()},
+                          "groups": {g: {"members": vocab.groups[g], "tracks": n} for g, n in groups.items()}},
+                         indent=1))
         return
     console = stdout_console()
     table = Table(show_edge=False, title=f"tags of {stored.name}: tracks with p ≥ {min_score}", title_justify="left")
-    table.add_column("name")
+    table.add_column("name (for --tag)")
+    table.add_column("kind")
     table.add_column("raw tag / members")
     table.add_column("tracks", justify="right")
     for g, n in sorted(groups.items()):
-        table.add_row(f"[bold]{g}[/bold]", ", ".join(stored.vocabulary.groups[g]), str(n))
+        table.add_row(f"[bold]{g}[/bold]", "group", ", ".join(vocab.groups[g]), str(n))
     for t, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        table.add_row(tag_name(t), t, str(n))
+        table.add_row(query_name(vocab, t), "tag", t, str(n))
     console.print(table)
+    if any(query_name(vocab, t).startswith("raw:") for t in counts):
+        console.print("A group scores a track by its best member; raw:NAME is the raw tag of the "
+                      "group's name.", style="dim")
 
 
 def stats_command(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                   db: str = DB_OPTION) -> None:
-    """Tracks, hours, formats, failures and models in the library."""
-    s = Library(db_path(db), create=False).stats()
+    """Tracks, hours, formats, failures and models in the library, and where it is."""
+    s = _library(db).stats()
     if as_json:
-        print(json.dumps(s.__dict__, indent=1))
+        from tagger.store.db import display_db
+
+        print(json.dumps({"database": display_db(db_path(db))} | s.__dict__, indent=1))
         return
     console = stdout_console()
+    console.print(escape(db_line(db)))
     console.print(f"{s.tracks} tracks: {s.ok} tagged ({s.hours:.2f} h), {s.failed} failed, {s.missing} missing")
     if s.formats:
         console.print("formats: " + ", ".join(f"{k} {v}" for k, v in s.formats.items()))
     for name, sha, n in s.models:
         console.print(f"model {name} ({sha[:12]}): {n} tracks")
     for path, error in s.failures:
-        console.print(f"  failed: {escape(path)}: {escape(error or '')}", style="red", soft_wrap=True)
+        console.print(f"  failed: {escape(printable(path))}: {escape(error or '')}", style="red")
 
 
 def prune_command(db: str = DB_OPTION) -> None:
     """Delete tracks whose files are gone (marked missing by the last scan)."""
-    n = Library(db_path(db), create=False).prune()
-    print(f"removed {n} missing track{'s' if n != 1 else ''}")
+    n = _library(db).prune()
+    print(f"removed {plural(n, 'missing track')}")

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from tagger.convert.musicnn import SOURCES, convert_musicnn
-from tagger.modelfile import DEFAULT_MODEL, ModelCard, builtin_names, read_card
+from tagger.cli.common import stdout_console
+from tagger.modelcard import DEFAULT_MODEL, ModelCard, builtin_names, read_card
 
 app = typer.Typer(help="List, inspect and convert models.", invoke_without_command=True,
                   no_args_is_help=False)
+
+
+class MusicnnModel(str, enum.Enum):
+    """The checkpoints tagger.convert.musicnn.SOURCES converts (named here: it imports torch)."""
+    MTT_vgg = "MTT_vgg"
+    MTT_musicnn = "MTT_musicnn"
 
 
 def _metric(card: ModelCard, key: str) -> str:
@@ -43,14 +49,15 @@ def list_models(ctx: typer.Context,
         name = f"{c.name} *" if c.name == DEFAULT_MODEL else c.name
         table.add_row(name, c.architecture, str(len(c.tags)), f"{c.parameters:,}",
                       f"{c.size_bytes / 1e6:.1f} MB", _metric(c, "roc_auc"), _metric(c, "pr_auc"))
-    console = Console()
+    console = stdout_console()
     console.print(table)
     console.print("* default.  ROC-AUC / PR-AUC: macro averages on the MagnaTagATune test set, "
                   "as reported by each model's authors.", style="dim")
 
 
 @app.command("info")
-def info(model: str = typer.Argument(DEFAULT_MODEL, help="Built-in model name or model file."),
+def info(model: str = typer.Argument(DEFAULT_MODEL, metavar="NAME|FILE",
+                                    help="Built-in model name or model file."),
          as_json: bool = typer.Option(False, "--json", help="Print the full metadata as JSON.")) -> None:
     """Show one model's metadata: tags, groups, front-end, provenance, metrics, license."""
     card = read_card(model)
@@ -59,7 +66,7 @@ def info(model: str = typer.Argument(DEFAULT_MODEL, help="Built-in model name or
     if as_json:
         print(json.dumps(meta, indent=1))
         return
-    console = Console()
+    console = stdout_console()
     console.print(f"[bold]{card.name}[/bold]  {card.architecture}, {card.parameters:,} parameters, "
                   f"{card.size_bytes / 1e6:.1f} MB")
     rows = [("file", str(card.path)), ("sha256", card.sha256),
@@ -81,14 +88,16 @@ def info(model: str = typer.Argument(DEFAULT_MODEL, help="Built-in model name or
 @app.command("convert-musicnn")
 def convert(source: Path = typer.Argument(..., help="musicnn 0.1.0 wheel, or a folder holding "
                                           "its checkpoints (e.g. site-packages/musicnn)."),
-            model: str = typer.Option("MTT_vgg", "--model", help=f"One of {', '.join(SOURCES)}."),
-            output: Path = typer.Option(None, "--output", "-o",
+            model: MusicnnModel = typer.Option(MusicnnModel.MTT_vgg, "--model", help="The checkpoint."),
+            output: Path = typer.Option(None, "--output", "-o", metavar="FILE", show_default=False,
                                         help="Model file to write (default: ./NAME.safetensors)."),
             ) -> None:
     """Convert a musicnn TensorFlow checkpoint into a tagger model file (no TensorFlow needed).
 
     Get the wheel with: pip download --no-deps musicnn==0.1.0
     """
-    out = output or Path(f"{SOURCES.get(model, {}).get('name', model)}.safetensors")
-    card = convert_musicnn(source, out, model)
+    from tagger.convert.musicnn import SOURCES, convert_musicnn  # torch
+
+    out = output or Path(f"{SOURCES[model.value]['name']}.safetensors")
+    card = convert_musicnn(source, out, model.value)
     print(f"wrote {out} ({card.name}, {card.parameters:,} parameters, sha256 {card.sha256[:16]}…)")

@@ -1,46 +1,87 @@
-"""``tagger query``: tracks ranked by tags, as a table, JSON, CSV, M3U or paths."""
+"""``tagger query``: tracks ranked by tags, as a table, JSON, CSV, M3U or paths.
+
+stdout holds only the results in the chosen format; notes for the person reading (tracks left
+out, no good match) go to stderr.
+"""
 
 from __future__ import annotations
 
 import csv
+import enum
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import DB_OPTION, db_path, stdout_console
-from tagger.errors import UsageError
-from tagger.library import Library
-from tagger.query import QueryRow, Term, TrackQuery, parse_terms, run_query
+from tagger.cli.common import DB_OPTION, TAG_APPLIES, db_path, plural, printable, stdout_console, warn
 
-FORMATS = ("table", "json", "jsonl", "csv", "m3u", "paths")
+if TYPE_CHECKING:
+    from tagger.query import QueryRow, Term
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    m3u = "m3u"
+    paths = "paths"
 
 
 def query_command(
-    tag: list[str] = typer.Option(..., "--tag", "-t", help="Tag or group name; repeat to require several.",
-                                  show_default=False),
-    not_tag: list[str] = typer.Option([], "--not", help="Rank down tracks with this tag (score 1 − p).",
-                                      show_default=False),
-    min_score: float = typer.Option(None, "--min", min=0.0, max=1.0, show_default=False,
+    tag: list[str] = typer.Option(..., "--tag", "-t", metavar="TAG", show_default=False,
+                                  help="Tag or group name; repeat to require several."),
+    not_tag: list[str] = typer.Option([], "--not", metavar="TAG", show_default=False,
+                                      help="Rank down tracks with this tag (score 1 − p)."),
+    min_score: float = typer.Option(None, "--min", min=0.0, max=1.0, metavar="P", show_default=False,
                                     help="Only tracks whose score is at least this."),
-    top: int = typer.Option(50, "--top", "-n", min=0, help="How many tracks; 0 for all."),
-    model: str = typer.Option(None, "--model", "-m", show_default=False,
+    top: int = typer.Option(50, "--top", "-n", min=0, metavar="N", help="How many tracks; 0 for all."),
+    model: str = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
                               help="Whose scores to rank by (default: the model that scored most tracks)."),
-    fmt: str = typer.Option("table", "--format", "-f", help=f"One of {', '.join(FORMATS)}."),
+    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
     db: str = DB_OPTION,
 ) -> None:
-    """Tracks ranked by tag probability. Several --tag: a track's score is the minimum of its
-    tags' scores; a group (female_vocals, …) scores the maximum of its members."""
-    if fmt not in FORMATS:
-        raise UsageError(None, f"unknown format {fmt!r}", f"use one of {', '.join(FORMATS)}")
+    """Tracks ranked by tag probability.
+
+    Several --tag: a track's score is the minimum of its tags' scores; a group (female_vocals,
+    …) scores the maximum of its members. Notes (tracks of other models left out, no good
+    match) go to stderr: stdout holds only the results."""
+    from tagger.library import Library  # SQLAlchemy and numpy: not needed for --help
+    from tagger.query import TrackQuery, parse_terms, run_query
+
     library = Library(db_path(db), create=False)
     stored = library.model(name=model)
     terms = parse_terms(stored.vocabulary, tag, not_tag)
     rows = run_query(library, TrackQuery(terms, min_score, top or None), stored)
     WRITERS[fmt](rows, terms)
+    _note_other_models(library.model_counts(), stored.id)
+    _note_weak_match(rows, terms, min_score)
+
+
+def _note_other_models(counts: list[tuple[int, str, str, int]], model_id: int) -> None:
+    """Tracks scored by another model are not in the ranking: say so, and how to rank them."""
+    names = [name for _, name, _, _ in counts]
+    others = [(name if names.count(name) == 1 else f"{name} {sha[:12]}", n)
+              for mid, name, sha, n in counts if mid != model_id]
+    if others:
+        n = sum(n for _, n in others)
+        which = ", ".join(f"{name}: {k}" for name, k in others)
+        warn(f"{plural(n, 'track')} scored by other models are not ranked ({which}); "
+             "--model NAME chooses the model")
+
+
+def _note_weak_match(rows: list[QueryRow], terms: tuple[Term, ...], min_score: float | None) -> None:
+    """Every track is ranked, however badly it matches: say when even the best one does not."""
+    label = " and ".join(t.label for t in terms)
+    if not rows:
+        warn(f"no track matches {label}" + (f" with a score of at least {min_score}" if min_score is not None else ""))
+    elif rows[0].score < TAG_APPLIES:
+        warn(f"no track scores above {TAG_APPLIES} for {label} (best: {rows[0].score:.3f}); "
+             "the library may hold no such tracks")
 
 
 def _table(rows: list[QueryRow], terms: tuple[Term, ...]) -> None:
@@ -54,11 +95,8 @@ def _table(rows: list[QueryRow], terms: tuple[Term, ...]) -> None:
     table.add_column("path", overflow="fold")
     for r in rows:
         extra = [f"{s:.3f}" for s in r.term_scores] if len(terms) > 1 else []
-        table.add_row(str(r.rank), f"{r.score:.3f}", *extra, _mmss(r.duration_s), escape(r.path))
-    console = stdout_console()
-    console.print(table)
-    if not rows:
-        console.print("no tracks match", style="dim")
+        table.add_row(str(r.rank), f"{r.score:.3f}", *extra, _mmss(r.duration_s), escape(printable(r.path)))
+    stdout_console().print(table)
 
 
 def _mmss(seconds: float | None) -> str:
@@ -89,17 +127,29 @@ def _csv(rows, terms) -> None:
                          "" if r.duration_s is None else f"{r.duration_s:.3f}", r.format or "", r.path])
 
 
+def _one_per_line(rows: list[QueryRow], fmt: str) -> list[QueryRow]:
+    """The rows a one-path-per-line format can hold: a line break in a path would make it two
+    entries, so those tracks are left out, and counted on stderr."""
+    kept = [r for r in rows if "\n" not in r.path and "\r" not in r.path]
+    if len(kept) < len(rows):
+        n = len(rows) - len(kept)
+        warn(f"skipped {plural(n, 'track')} whose path has a line break ({fmt} cannot hold "
+             f"{'it' if n == 1 else 'them'}; --format json, jsonl or csv can)")
+    return kept
+
+
 def _m3u(rows, terms) -> None:
     lines = ["#EXTM3U"]
-    for r in rows:
+    for r in _one_per_line(rows, "m3u"):
         lines.append(f"#EXTINF:{round(r.duration_s or -1)},{Path(r.path).stem}")
         lines.append(r.path)
     sys.stdout.write("\n".join(lines) + "\n")
 
 
 def _paths(rows, terms) -> None:
-    for r in rows:
+    for r in _one_per_line(rows, "paths"):
         sys.stdout.write(r.path + "\n")
 
 
-WRITERS = {"table": _table, "json": _json, "jsonl": _jsonl, "csv": _csv, "m3u": _m3u, "paths": _paths}
+WRITERS = {Format.table: _table, Format.json: _json, Format.jsonl: _jsonl, Format.csv: _csv,
+           Format.m3u: _m3u, Format.paths: _paths}

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import bar, parse_chunks
+from tagger.cli.common import DEVICE_METAVAR, bar, check_device, parse_chunks, stdout_console
 from tagger.errors import TaggerError
-from tagger.inference import TrackScores, resolve_device, tag_file
-from tagger.modelfile import DEFAULT_MODEL, load_model
+from tagger.modelcard import DEFAULT_MODEL
+
+if TYPE_CHECKING:
+    from tagger.inference import TrackScores
 
 
 def _table(scores: TrackScores, tags: list[str], top: int) -> Table:
@@ -31,20 +33,24 @@ def _table(scores: TrackScores, tags: list[str], top: int) -> Table:
 
 
 def tag(
-    files: list[Path] = typer.Argument(..., help="Audio files to tag.", show_default=False),
-    top: int = typer.Option(10, "--top", "-n", min=1, help="How many tags to show per file."),
+    files: list[Path] = typer.Argument(..., metavar="FILE", help="Audio files to tag.", show_default=False),
+    top: int = typer.Option(10, "--top", "-n", min=1, metavar="N", help="How many tags to show per file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of tables."),
-    model_name: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
+    model_name: str = typer.Option(DEFAULT_MODEL, "--model", "-m", metavar="NAME|FILE",
                                    help="Built-in model name or path to a model file."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    chunks: str = typer.Option("all", "--chunks",
+    device: str = typer.Option("auto", "--device", metavar=DEVICE_METAVAR, callback=check_device,
+                               help="Where to run the model."),
+    chunks: str = typer.Option("all", "--chunks", metavar="N|all",
                                help="'all' 3 s chunks, or N evenly spaced ones."),
 ) -> None:
     """Tag audio files and print their most probable tags."""
     n_chunks = parse_chunks(chunks)
+    from tagger.inference import resolve_device, tag_file  # torch: only when a model runs
+    from tagger.modelfile import load_model
+
     model = load_model(model_name, resolve_device(device))
     tags = model.card.tags
-    console = Console()
+    console = stdout_console()
     failed = 0
     for path in files:
         try:

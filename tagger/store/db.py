@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import fcntl
-import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-import platformdirs
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
-from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, select
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
 from tagger.errors import TaggerError
+from tagger.store.location import default_db  # noqa: F401 - its home before location.py
 from tagger.store.schema import SCHEMA_VERSION, meta, metadata, write_journal, write_runs
 
 
 class StoreError(TaggerError):
     """The database cannot be opened, is locked, or is of an unknown version."""
-
-
-def default_db() -> str:
-    """``$TAGGER_DB``, else ``library.db`` in the user data folder (platformdirs)."""
-    return os.environ.get("TAGGER_DB") or str(Path(platformdirs.user_data_dir("tagger")) / "library.db")
 
 
 def db_url(db: str) -> str:
@@ -76,6 +71,45 @@ def _migrate(engine: Engine, path: str) -> None:
             conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
 
+# the extra that installs a dialect's default driver (pyproject.toml)
+DRIVER_EXTRAS = {"postgresql": "postgres"}
+URL_FORM = "expected DIALECT://USER:PASSWORD@HOST:PORT/DATABASE (e.g. postgresql://…), or a file path"
+
+
+def display_db(db: str) -> str:
+    """``db`` as it may be printed: a path as it is, a URL with its password hidden."""
+    if "://" not in db:
+        return db
+    try:
+        return make_url(db).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", db)
+
+
+def _url_error(db: str, reason: str, hint: str | None = None) -> StoreError:
+    # not StoreError(db, …): TaggerError takes its first argument as a path, which folds '//'
+    return StoreError(None, f"{display_db(db)}: {reason}", hint)
+
+
+def _create_engine(db: str, url: str) -> Engine:
+    """create_engine, with what goes wrong before any connection as one-line errors."""
+    try:
+        parsed: URL = make_url(url)
+    except (ArgumentError, ValueError) as e:
+        raise _url_error(db, f"is not a valid database URL ({e})", URL_FORM) from None
+    try:
+        return create_engine(parsed)
+    except NoSuchModuleError:
+        backend = parsed.get_backend_name()
+        hint = "it is written postgresql://" if backend == "postgres" else URL_FORM
+        raise _url_error(db, f"unknown kind of database {backend!r}", hint) from None
+    except ImportError as e:  # the dialect is known, its driver is not installed
+        backend, module = parsed.get_backend_name(), e.name or str(e)
+        extra = DRIVER_EXTRAS.get(backend) if "+" not in parsed.drivername else None
+        hint = f"pip install 'tagger[{extra}]'" if extra else f"install the Python package that provides {module!r}"
+        raise _url_error(db, f"needs the {backend} driver {module!r}, which is not installed", hint) from None
+
+
 def open_engine(db: str, create: bool = True) -> Engine:
     """An engine on ``db`` (a path or an SQLAlchemy URL) with the schema in place."""
     url = db_url(db)
@@ -89,13 +123,16 @@ def open_engine(db: str, create: bool = True) -> Engine:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(path.parent, f"cannot create the database folder: {e.strerror}") from None
-    engine = create_engine(url)
+    engine = _create_engine(db, url)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
         _migrate(engine, db)
     except (OperationalError, DatabaseError) as e:
-        raise StoreError(db, f"cannot open database: {str(e.orig).splitlines()[0]}") from None
+        first = str(e.orig).strip().splitlines()[0] if str(e.orig).strip() else type(e.orig).__name__
+        if "://" in db:
+            raise _url_error(db, f"cannot open database: {first}") from None
+        raise StoreError(db, f"cannot open database: {first}") from None
     return engine
 
 
