@@ -39,7 +39,9 @@ def _write(path: Path, minutes: float) -> None:
         return
     with sf.SoundFile(path, "w", SR, 2, **kw[path.suffix[1:]]) as f:
         for i in range(int(minutes)):
-            f.write(_minute(rng, i))
+            x = _minute(rng, i)
+            for j in range(0, len(x), SR):  # libsndfile's Vorbis encoder crashes on one-minute writes
+                f.write(x[j:j + SR])
 
 
 def _minute(rng, i: int) -> np.ndarray:

@@ -25,9 +25,7 @@ from mutagen.id3 import ID3, TCON, TIT1, TMOO, TXXX
 from mutagen.mp4 import MP4FreeForm, MP4Tags
 
 from tagger.errors import TaggerError
-
-FIELDS = ("tags", "scores", "model", "genre", "mood", "grouping")
-OWN_FIELDS = ("tags", "scores", "model")
+from tagger.fields import FIELDS, OWN_FIELDS
 MP4_NAMESPACE = "org.tagger"
 
 

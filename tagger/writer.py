@@ -24,12 +24,11 @@ from pathlib import Path
 from tagger.atomic import remove_stale_temps_in, replace_atomically
 from tagger.discover import fingerprint
 from tagger.errors import UsageError
+from tagger.fields import FIELD_CHOICES, OPTIONAL_FIELDS
 from tagger.library import Journal, Library, StoredModel
 from tagger.tagfile import OWN_FIELDS, TagFile, TagWriteError
 from tagger.vocab import MTAT_GENRES, MTAT_MOODS
 
-OPTIONAL_FIELDS = ("mood", "genre", "grouping")
-FIELD_CHOICES = ("tags", *OPTIONAL_FIELDS)
 
 Changes = list[tuple[str, list[str], list[str]]]  # (field, old, new)
 

@@ -35,7 +35,7 @@ app.command("prune")(library_cmd.prune_command)
 app.command("write")(write_cmd.write_command)
 app.command("tag")(tag_cmd.tag)
 app.add_typer(models_cmd.app, name="models")
-app.add_typer(train_cmd.app, name="train")
+app.command("train")(train_cmd.train_command)
 app.command("evaluate")(train_cmd.evaluate_command)
 
 _verbose = False

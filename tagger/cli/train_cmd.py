@@ -11,23 +11,11 @@ from pathlib import Path
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from typer.core import TyperGroup
 
 from tagger.cli.common import stderr_console, stdout_console
 from tagger.errors import UsageError
 from training.config import Activation, Arch, DatasetKind, Loss, Optimizer, Split
 
-
-class _PlainCommand(TyperGroup):
-    """``tagger train`` has no subcommands, but tagger/cli/__init__.py registers it with
-    ``add_typer``, which always builds a group: leave out the ``COMMAND [ARGS]...`` a group's
-    usage line announces, so it reads as the plain command it is."""
-
-    def collect_usage_pieces(self, ctx) -> list[str]:
-        return [p for p in super().collect_usage_pieces(ctx) if p != self.subcommand_metavar]
-
-
-app = typer.Typer(cls=_PlainCommand, invoke_without_command=True, no_args_is_help=False)
 
 DATASET = typer.Option(DatasetKind.mtat, "--dataset", help="mtat (MagnaTagATune) or csv (your own labels).")
 DATA_DIR = typer.Option(None, "--data-dir", help="MTAT: the folder with annotations_final.csv and 0…f/.",
@@ -77,7 +65,6 @@ def _prepare(data, cache_dir: Path | None, workers: int, full_check: bool):
     return cache
 
 
-@app.callback()
 def train_command(
     dataset: DatasetKind = DATASET, data_dir: Path = DATA_DIR, split_dir: Path = SPLIT_DIR,
     labels: Path = LABELS, audio_root: Path = AUDIO_ROOT, cache: Path = CACHE, workers: int = WORKERS,

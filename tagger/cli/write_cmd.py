@@ -11,10 +11,10 @@ from rich.markup import escape
 
 from tagger.cli.common import DB_OPTION, db_path, stdout_console
 from tagger.errors import UsageError
-from tagger.library import Library
-from tagger.store.db import writer_lock
-from tagger.writer import (FIELD_CHOICES, FileOutcome, WriteOptions, parse_fields, remove_tags, select_tracks,
-                           undo, write_tracks)
+from tagger.fields import FIELD_CHOICES
+
+# tagger.library (SQLAlchemy, numpy) and tagger.writer (mutagen) load when the command runs:
+# every command's --help imports this module
 
 # metavars name what a value is; without them typer shows its internal types (<list[str]>, <bool>)
 TOP_OPTION = typer.Option(5, "--top", min=1, metavar="N", help="Tags written per file at most.")
@@ -60,6 +60,10 @@ def write_command(
     """Write each selected track's top tags into its file (TAGGER_TAGS, TAGGER_SCORES,
     TAGGER_MODEL; optionally MOOD, GENRE, GROUPING)."""
     _check_combination(paths, tag, not_tag, remove, undo_, run)
+    from tagger.library import Library
+    from tagger.store.db import writer_lock
+    from tagger.writer import WriteOptions, parse_fields, remove_tags, select_tracks, undo, write_tracks
+
     library = Library(db_path(db), create=False)
     console = stdout_console()
     report = _Reporter(console, dry_run)
@@ -98,7 +102,7 @@ class _Reporter:
         self.console, self.dry_run = console, dry_run
         self.counts: dict[str, int] = {}
 
-    def __call__(self, o: FileOutcome) -> None:
+    def __call__(self, o) -> None:  # a tagger.writer.FileOutcome
         self.counts[o.status] = self.counts.get(o.status, 0) + 1
         if o.status == "would-write":
             self.console.print(escape(o.path), style="bold", soft_wrap=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: the library imports this module for every command
+    import numpy as np
 
 
 NOT_FINITE = "the model's scores for this file are not finite (NaN or infinity); it was not stored"
