@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
@@ -20,6 +20,9 @@ from tagger.modelcard import ModelCard
 from tagger.store.db import open_engine
 from tagger.store.schema import embeddings, models, scores, tags, tracks, write_journal, write_runs
 from tagger.vocab import Vocabulary, tag_name
+
+if TYPE_CHECKING:  # numpy loads where scores are written or vectors read: queries need none of it
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ class Library:
         return unsaved
 
     def _save(self, results: Sequence[TrackResult], model: StoredModel) -> None:
+        import numpy as np
+
         now = time.time()
         rows = [dict(path=r.path, size=r.size, mtime_ns=r.mtime_ns, fingerprint=r.fingerprint,
                      format=r.format, duration_s=r.duration_s, chunks=r.chunks,
@@ -245,6 +250,8 @@ class Library:
     def embedding(self, track_id: int) -> np.ndarray | None:
         with self.engine.connect() as conn:
             blob = conn.execute(select(embeddings.c.vector).where(embeddings.c.track_id == track_id)).scalar()
+        import numpy as np
+
         return None if blob is None else np.frombuffer(blob, dtype="<f2").astype(np.float32)
 
     def tag_counts(self, model: StoredModel, threshold: float) -> dict[str, int]:
@@ -333,6 +340,8 @@ def _raise_if_database_failed(e: BaseException) -> None:
 
 def _check(r: TrackResult, model: StoredModel) -> None:
     """Turn a result whose scores cannot be stored as they are into a failure with the reason."""
+    import numpy as np
+
     if r.error:
         return
     probs, emb = r.probabilities, r.embedding
