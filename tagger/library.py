@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
+from tagger.engine.plan import TrackState
 from tagger.engine.results import NOT_FINITE, TrackResult
 from tagger.errors import UsageError
 from tagger.modelcard import ModelCard
@@ -36,17 +37,6 @@ class StoredModel:
 
     def tag_id(self, raw: str) -> int:
         return self.tag_ids[self.vocabulary.tags.index(raw)]
-
-
-@dataclass(frozen=True)
-class TrackState:
-    id: int
-    path: str
-    size: int
-    mtime_ns: int
-    fingerprint: str | None
-    status: str
-    model_id: int | None
 
 
 @dataclass

@@ -5,14 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from tagger.discover import BAD_NAME_REASON, FoundFile, discover, fingerprint, under
 
 
-class KnownTrack(Protocol):
-    """What the plan needs of a stored track (tagger.library.TrackState)."""
+@dataclass(frozen=True)
+class TrackState:
+    """What the store knows of a track, as the plan compares it with the file on disk."""
     id: int
+    path: str
     size: int
     mtime_ns: int
     fingerprint: str | None
@@ -33,7 +34,7 @@ class ScanPlan:
     bad_names: list[tuple[FoundFile, str]] = field(default_factory=list)  # to record as failed
 
 
-def plan_scan(known: Mapping[str, KnownTrack], roots: Sequence[str], model_id: int | None,
+def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: int | None,
               force: bool = False, include_hidden: bool = False) -> ScanPlan:
     """Compare the files under ``roots`` with the stored tracks ``known`` (path → state);
     ``model_id`` is the scanning model's row (None: not in the database yet)."""
@@ -62,7 +63,7 @@ def plan_scan(known: Mapping[str, KnownTrack], roots: Sequence[str], model_id: i
                 plan.back.append(state.id)
     gone = [s for p, s in known.items() if p not in seen and s.status != "missing"
             and under(p, roots) and not os.path.exists(p)]
-    gone_by_size: dict[int, list[KnownTrack]] = {}
+    gone_by_size: dict[int, list[TrackState]] = {}
     for s in gone + [s for s in known.values() if s.status == "missing"]:
         if s.fingerprint:
             gone_by_size.setdefault(s.size, []).append(s)
