@@ -19,7 +19,8 @@ from tagger.engine.results import NOT_FINITE, TrackResult
 from tagger.errors import UsageError
 from tagger.modelcard import ModelCard
 from tagger.store.db import open_engine
-from tagger.store.schema import embeddings, models, scores, tags, tracks, write_journal, write_runs
+from tagger.store.schema import (TRACK_METADATA, embeddings, learned_tags, models, scores, tags, tracks, write_journal,
+                                 write_runs)
 from tagger.vocab import Vocabulary, tag_name
 
 if TYPE_CHECKING:  # numpy loads where scores are written or vectors read: queries need none of it
@@ -32,8 +33,9 @@ class StoredModel:
     id: int
     name: str
     sha256: str
-    tag_ids: tuple[int, ...]
+    tag_ids: tuple[int, ...]  # the model's own tags, in the model's order
     vocabulary: Vocabulary
+    learned: dict[str, int] = field(default_factory=dict)  # learned tag name → its tags row id
 
     def tag_id(self, raw: str) -> int:
         return self.tag_ids[self.vocabulary.tags.index(raw)]
@@ -102,10 +104,13 @@ class Library:
                                      f"models here: {', '.join(known) or 'none'}")
                 raise UsageError(None, "the database holds no tagged tracks yet",
                                  "run 'tagger scan FOLDER' first")
-            ids = conn.execute(select(tags.c.id).where(tags.c.model_id == row.id).order_by(tags.c.idx)).scalars().all()
-        card = row.card
+            card = row.card
+            ids = conn.execute(select(tags.c.id).where(tags.c.model_id == row.id, tags.c.idx < len(card["tags"]))
+                               .order_by(tags.c.idx)).scalars().all()
+            learned = dict(conn.execute(select(tags.c.raw, tags.c.id).join(learned_tags, learned_tags.c.tag_id == tags.c.id)
+                                        .where(tags.c.model_id == row.id)).all())
         return StoredModel(row.id, row.name, row.sha256, tuple(ids),
-                           Vocabulary(card["tags"], card.get("groups"), card.get("aliases")))
+                           Vocabulary(card["tags"], card.get("groups"), card.get("aliases")), learned)
 
     # --- scanning -----------------------------------------------------------------------
     def track_states(self) -> dict[str, TrackState]:
@@ -164,7 +169,8 @@ class Library:
         rows = [dict(path=r.path, size=r.size, mtime_ns=r.mtime_ns, fingerprint=r.fingerprint,
                      format=r.format, duration_s=r.duration_s, chunks=r.chunks,
                      status="failed" if r.error else "ok", error=r.error,
-                     model_id=None if r.error else model.id, scanned_at=now) for r in results]
+                     model_id=None if r.error else model.id, scanned_at=now,
+                     **{k: (r.metadata or {}).get(k) for k in TRACK_METADATA}) for r in results]
         with self.engine.begin() as conn:
             existing = dict(conn.execute(select(tracks.c.path, tracks.c.id)
                                          .where(tracks.c.path.in_([r.path for r in results]))).all())

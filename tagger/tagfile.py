@@ -225,3 +225,43 @@ def _is_vorbis(tags) -> bool:
 
 def _short(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+
+
+_EASY_KEYS = {"title": "title", "artist": "artist", "album": "album", "album_artist": "albumartist",
+              "genre": "genre"}
+
+
+def read_track_metadata(path: str | os.PathLike[str]) -> dict[str, str | int]:
+    """The file's own title, artist, album, album artist, genre, year and track number, as far
+    as it has them (mutagen's easy interface: ID3, Vorbis comments, MP4). Never raises: a file
+    whose tags cannot be read has none, and is scored all the same."""
+    try:
+        f = mutagen.File(str(path), easy=True)
+    except Exception:  # a damaged tag block must not cost the file its scores
+        return {}
+    tags = getattr(f, "tags", None) if f is not None else None
+    if not tags:
+        return {}
+    out: dict[str, str | int] = {}
+
+    def first(key: str) -> str | None:
+        try:
+            values = tags.get(key)
+        except Exception:
+            return None
+        if not values:
+            return None
+        text = str(values[0] if isinstance(values, list) else values).strip()
+        return text[:500] or None
+
+    for name, key in _EASY_KEYS.items():
+        value = first(key)
+        if value:
+            out[name] = value
+    date = first("date") or first("year")
+    if date and date[:4].isdigit():
+        out["year"] = int(date[:4])
+    number = first("tracknumber")
+    if number and number.split("/")[0].strip().isdigit():
+        out["track_no"] = int(number.split("/")[0])
+    return out

@@ -108,11 +108,17 @@ def test_schema_1_database_is_migrated(tmp_path):
     with sqlite3.connect(path) as conn:  # make it look like a database of the first release
         conn.execute("DROP TABLE write_journal")
         conn.execute("DROP TABLE write_runs")
+        conn.execute("DROP TABLE learned_tags")
+        for column in ("title", "artist", "album", "album_artist", "genre", "year", "track_no"):
+            conn.execute(f"ALTER TABLE tracks DROP COLUMN {column}")
+        conn.execute("INSERT INTO tracks (path, size, mtime_ns, status) VALUES ('/m/old.mp3', 1, 2, 'failed')")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     engine = open_engine(str(path))
-    assert {"write_runs", "write_journal"} <= set(inspect(engine).get_table_names())
+    assert {"write_runs", "write_journal", "learned_tags"} <= set(inspect(engine).get_table_names())
+    assert {"title", "artist", "year", "track_no"} <= {c["name"] for c in inspect(engine).get_columns("tracks")}
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
+        assert conn.execute("SELECT path, artist FROM tracks").fetchall() == [("/m/old.mp3", None)]
 
 
 def test_a_track_that_cannot_be_stored_costs_only_itself(tmp_path):

@@ -7,7 +7,7 @@ process stops reading when its batches are full, and a worker then waits in ``se
     ("start", i)                      worker began file i
     ("chunks", i, block)              block: float32 [k, chunk]
     ("restart", i)                    forget file i's chunks so far (a decoder fell back)
-    ("done", i, duration_s, format, fingerprint, n_chunks)
+    ("done", i, duration_s, format, fingerprint, n_chunks, metadata)
     ("failed", i, reason)             the file could not be decoded
     ("died", i, reason)               the worker holding file i died (OOM killer, a crash in
                                       a decoder library); a new worker takes over the rest
@@ -38,6 +38,7 @@ from pathlib import Path
 from tagger.audio import RESTART, ChunkReader
 from tagger.discover import FoundFile, fingerprint
 from tagger.errors import TaggerError
+from tagger.tagfile import read_track_metadata
 
 TASKS_PER_WORKER = 2  # one being decoded, one queued, so a worker never waits for the next name
 MAX_STARTUP_DEATHS = 3  # workers that die before their first word: something is badly wrong
@@ -64,7 +65,8 @@ def decode_events(index: int, f: FoundFile, sample_rate: int, chunk: int,
         reader = ChunkReader(f.path, sample_rate, chunk, n_chunks)
         for block in reader:
             yield ("restart", index) if block is RESTART else ("chunks", index, block)
-        yield ("done", index, reader.duration_s, reader.format, fingerprint(f.path, f.size), reader.chunks)
+        yield ("done", index, reader.duration_s, reader.format, fingerprint(f.path, f.size), reader.chunks,
+               read_track_metadata(f.path))
     except TaggerError as e:
         yield ("failed", index, e.reason)
     except MemoryError:

@@ -30,7 +30,7 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
     slots = itertools.count()
     slot_of: dict[int, int] = {}  # file index → the slot its chunks are counted under now
     file_of: dict[int, int] = {}  # slot → file index
-    meta: dict[int, tuple] = {}  # slot → (duration_s, format, fingerprint)
+    meta: dict[int, tuple] = {}  # slot → (duration_s, format, fingerprint, metadata)
     in_flight: deque[tuple[PendingBatch, np.ndarray]] = deque()
 
     def open_slot(i: int) -> None:
@@ -49,12 +49,12 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
         probs, emb, n = agg.pop(slot)
         i = file_of.pop(slot)
         del slot_of[i]
-        duration, fmt, fp = meta.pop(slot)
+        duration, fmt, fp, tags = meta.pop(slot)
         f = files[i]
         if not (np.isfinite(probs).all() and np.isfinite(emb).all()):
-            return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, error=NOT_FINITE)
+            return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, error=NOT_FINITE, metadata=tags)
         stats.chunks += n
-        return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, n, probs, emb)
+        return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, n, probs, emb, metadata=tags)
 
     def collect(keep: int) -> Iterator[TrackResult]:
         """Read results back until at most ``keep`` batches are still on the device."""
@@ -93,7 +93,7 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
                 open_slot(i)
             elif kind == "done":
                 slot = slot_of[i]
-                meta[slot] = event[2:5]
+                meta[slot] = (*event[2:5], event[6])
                 if agg.decoded(slot, event[5]):
                     yield finish(slot)
             else:  # failed, died

@@ -25,6 +25,7 @@ class TrackResult:
     probabilities: np.ndarray | None = None  # [n_tags], finite, in [0, 1]
     embedding: np.ndarray | None = None  # [embedding_size], finite
     error: str | None = None
+    metadata: dict | None = None  # the file's own title, artist, album, … (tagfile.read_track_metadata)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, Oper
 
 from tagger.errors import TaggerError
 from tagger.store.location import default_db  # noqa: F401 - its home before location.py
-from tagger.store.schema import SCHEMA_VERSION, meta, metadata, write_journal, write_runs
+from tagger.store.schema import SCHEMA_VERSION, learned_tags, meta, metadata, write_journal, write_runs
 
 
 class StoreError(TaggerError):
@@ -47,8 +47,17 @@ def _v1_to_v2(conn) -> None:
     write_journal.create(conn, checkfirst=True)
 
 
+def _v2_to_v3(conn) -> None:
+    from sqlalchemy import text
+
+    for name, kind in (("title", "TEXT"), ("artist", "TEXT"), ("album", "TEXT"), ("album_artist", "TEXT"),
+                       ("genre", "TEXT"), ("year", "INTEGER"), ("track_no", "INTEGER")):
+        conn.execute(text(f"ALTER TABLE tracks ADD COLUMN {name} {kind}"))
+    learned_tags.create(conn, checkfirst=True)
+
+
 # each entry upgrades the schema from version N to N + 1, inside the opening transaction
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _migrate(engine: Engine, path: str) -> None:

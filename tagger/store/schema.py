@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Table, Text, UniqueConstraint)
 
-SCHEMA_VERSION = 2  # 2: write_runs and write_journal (tag writing with undo)
+SCHEMA_VERSION = 3  # 2: write_runs and write_journal (tag writing with undo); 3: track metadata, learned tags
 
 metadata = MetaData()
 
@@ -43,7 +43,11 @@ tracks = Table("tracks", metadata,
                Column("status", String(8), nullable=False),  # ok | failed | missing
                Column("error", Text),
                Column("model_id", ForeignKey("models.id")),
-               Column("scanned_at", Float))
+               Column("scanned_at", Float),
+               # the file's own metadata, read at scan time (schema 3); None where it has none
+               *[Column(name, Text) for name in ("title", "artist", "album", "album_artist", "genre")],
+               Column("year", Integer),
+               Column("track_no", Integer))
 Index("ix_tracks_size_fingerprint", tracks.c.size, tracks.c.fingerprint)
 Index("ix_tracks_status", tracks.c.status)
 
@@ -79,3 +83,18 @@ write_journal = Table("write_journal", metadata,
                       Column("old", JSON, nullable=False),  # list of strings; [] = the field was absent
                       Column("new", JSON, nullable=False))
 Index("ix_write_journal_run", write_journal.c.run_id)
+
+# learned tags (schema 3): a tag a person taught from examples. It is a row of ``tags`` of the
+# model whose embeddings it reads (idx after the model's own tags), its probabilities are rows
+# of ``scores`` like any tag's, and this table holds the classifier that makes them:
+# p = sigmoid(weights · ((embedding − mean) / scale) + bias)
+learned_tags = Table("learned_tags", metadata,
+                     Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+                     Column("weights", LargeBinary, nullable=False),  # float32 little-endian [E]
+                     Column("bias", Float, nullable=False),
+                     Column("mean", LargeBinary, nullable=False),  # float32 [E]
+                     Column("scale", LargeBinary, nullable=False),  # float32 [E]
+                     Column("examples", JSON, nullable=False),  # like/unlike counts, cross-validated metrics
+                     Column("created_at", Float, nullable=False))
+
+TRACK_METADATA = ("title", "artist", "album", "album_artist", "genre", "year", "track_no")
