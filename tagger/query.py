@@ -9,7 +9,7 @@ and ``--min`` applies to that combined score.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import Select, func, literal, select, union_all
 from sqlalchemy.ext.compiler import compiles
@@ -17,7 +17,7 @@ from sqlalchemy.sql.functions import GenericFunction
 
 from tagger.errors import UsageError
 from tagger.library import StoredModel
-from tagger.store.schema import scores, tracks
+from tagger.store.schema import TRACK_METADATA, scores, tracks
 from tagger.vocab import Vocabulary
 
 
@@ -43,10 +43,63 @@ class Term:
 
 
 @dataclass(frozen=True)
+class Filter:
+    """A condition on a track's own metadata: ``artist=Nina Simone`` (equal, ignoring case),
+    ``genre~jazz`` (contains, ignoring case), ``year>=1990``, ``year<=1999``."""
+    field: str
+    op: str  # = ~ >= <=
+    value: str | int
+
+
+FILTER_FIELDS = (*TRACK_METADATA, "format", "path")
+_NUMERIC = ("year", "track_no")
+
+
+def parse_where(texts: Sequence[str]) -> tuple[Filter, ...]:
+    """``FIELD=VALUE``, ``FIELD~TEXT``, ``FIELD>=N``, ``FIELD<=N`` → filters; bad ones are errors."""
+    out = []
+    for text in texts:
+        for op in (">=", "<=", "=", "~"):
+            field, sep, value = text.partition(op)
+            if sep and field.strip():
+                break
+        else:
+            raise UsageError(None, f"--where {text!r} is not FIELD=VALUE, FIELD~TEXT, FIELD>=N or FIELD<=N",
+                             f"fields: {', '.join(FILTER_FIELDS)}")
+        field, value = field.strip().lower().replace("albumartist", "album_artist"), value.strip()
+        if field not in FILTER_FIELDS:
+            raise UsageError(None, f"--where: unknown field {field!r}", f"fields: {', '.join(FILTER_FIELDS)}")
+        if op in (">=", "<=") or field in _NUMERIC:
+            if field not in _NUMERIC or op == "~":
+                raise UsageError(None, f"--where {text!r}: {op} needs a number field ({', '.join(_NUMERIC)})"
+                                 if field not in _NUMERIC else f"--where {text!r}: {field} is a number: use =, >= or <=")
+            try:
+                value = int(value)
+            except ValueError:
+                raise UsageError(None, f"--where {text!r}: {field} must be a whole number") from None
+        out.append(Filter(field, op, value))
+    return tuple(out)
+
+
+def _filter_clause(f: Filter):
+    col = tracks.c[f.field]
+    if f.op == ">=":
+        return col >= f.value
+    if f.op == "<=":
+        return col <= f.value
+    if f.field in _NUMERIC:
+        return col == f.value
+    if f.op == "~":  # bound parameters, with % and _ in the text escaped: never SQL built from input
+        return func.lower(col).contains(str(f.value).lower(), autoescape=True)
+    return func.lower(col) == str(f.value).lower()
+
+
+@dataclass(frozen=True)
 class TrackQuery:
     terms: tuple[Term, ...]
     min_score: float | None = None
     top: int | None = None
+    where: tuple[Filter, ...] = ()
 
 
 def parse_terms(vocab: Vocabulary, tags: Sequence[str], not_tags: Sequence[str] = ()) -> tuple[Term, ...]:
@@ -62,6 +115,10 @@ def parse_terms(vocab: Vocabulary, tags: Sequence[str], not_tags: Sequence[str] 
     if terms and all(t.negate for t in terms):
         raise UsageError(None, "--not needs at least one --tag to rank by")
     return tuple(terms)
+
+
+_ROW_COLUMNS = (tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format,
+                *(tracks.c[k] for k in TRACK_METADATA))
 
 
 def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
@@ -81,8 +138,7 @@ def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
         parts.append(select(part.order_by(scores.c.prob.desc()).limit(q.top + not_ok).subquery()))
     cand = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("cand")
     score = func.max(cand.c.prob)
-    return (select(tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format,
-                   score.label("score"), score.label("term_0"))
+    return (select(*_ROW_COLUMNS, score.label("score"), score.label("term_0"))
             .join(cand, cand.c.track_id == tracks.c.id)
             .where(tracks.c.status == "ok", tracks.c.model_id == model.id)
             .group_by(tracks.c.id).order_by(score.desc(), tracks.c.path).limit(q.top))
@@ -91,10 +147,10 @@ def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
 def compile_query(q: TrackQuery, model: StoredModel, not_ok: int = 0) -> Select:
     """Rows of (id, path, duration_s, format, score, term_0, term_1, …), best first.
     ``not_ok``: how many tracks are not 'ok' (bounds the fast path's candidate lists)."""
-    if len(q.terms) == 1 and not q.terms[0].negate and q.top is not None:
-        return _top_single(q, model, not_ok)
+    if len(q.terms) == 1 and not q.terms[0].negate and q.top is not None and not q.where:
+        return _top_single(q, model, not_ok)  # (filters would void its candidate bound)
     term_cols = []
-    stmt = select(tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format)
+    stmt = select(*_ROW_COLUMNS)
     for i, term in enumerate(q.terms):
         ids = [model.tag_id(raw) for raw in term.raw]
         sub = select(scores.c.track_id, func.max(scores.c.prob).label("p")).where(scores.c.tag_id.in_(ids))
@@ -106,7 +162,7 @@ def compile_query(q: TrackQuery, model: StoredModel, not_ok: int = 0) -> Select:
         term_cols.append((literal(1.0) - sub.c.p) if term.negate else sub.c.p)
     score = term_cols[0] if len(term_cols) == 1 else least(*term_cols)
     stmt = stmt.add_columns(score.label("score"), *[c.label(f"term_{i}") for i, c in enumerate(term_cols)])
-    stmt = stmt.where(tracks.c.status == "ok", tracks.c.model_id == model.id)
+    stmt = stmt.where(tracks.c.status == "ok", tracks.c.model_id == model.id, *map(_filter_clause, q.where))
     if q.min_score is not None:
         stmt = stmt.where(score >= q.min_score)
     stmt = stmt.order_by(score.desc(), tracks.c.path)
@@ -123,6 +179,7 @@ class QueryRow:
     format: str | None
     score: float
     term_scores: tuple[float, ...]
+    metadata: dict = field(default_factory=dict)  # the file's own title, artist, … that it has
 
 
 def run_query(library, q: TrackQuery, model: StoredModel) -> list[QueryRow]:
@@ -131,5 +188,6 @@ def run_query(library, q: TrackQuery, model: StoredModel) -> list[QueryRow]:
         rows = conn.execute(compile_query(q, model, not_ok)).all()
     n = len(q.terms)
     return [QueryRow(rank, r.path, r.duration_s, r.format, float(r.score),
-                     tuple(float(getattr(r, f"term_{i}")) for i in range(n)))
+                     tuple(float(getattr(r, f"term_{i}")) for i in range(n)),
+                     {k: getattr(r, k) for k in TRACK_METADATA if getattr(r, k) is not None})
             for rank, r in enumerate(rows, 1)]

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from tagger.cli.common import DB_OPTION, bar, db_line, db_path, plural, printable, stdout_console
 from tagger.errors import TaggerError, UsageError
+from tagger.fields import TRACK_METADATA
 from tagger.vocab import Vocabulary, tag_name
 
 if TYPE_CHECKING:
@@ -42,14 +43,17 @@ def show_command(file: Path = typer.Argument(..., help="A scanned audio file (an
     scores = library.track_scores(row.id)
     stored = library.model(model_id=row.model_id)
     groups = {g: max(scores[m] for m in members) for g, members in stored.vocabulary.groups.items()}
+    own = {k: getattr(row, k) for k in TRACK_METADATA if getattr(row, k, None) is not None}
     if as_json:
-        print(json.dumps({"path": row.path, "model": stored.name, "duration_s": row.duration_s,
+        print(json.dumps({"path": row.path, "model": stored.name, "duration_s": row.duration_s, **own,
                           "tags": dict(sorted(scores.items(), key=lambda kv: -kv[1])),
                           "groups": dict(sorted(groups.items(), key=lambda kv: -kv[1]))}, indent=1))
         return
     console = stdout_console()
     console.print(f"[bold]{escape(printable(row.path))}[/bold]  [dim]{row.duration_s or 0:.1f} s, "
                   f"{row.chunks} chunks, {row.format}, {stored.name}[/dim]")
+    if own:
+        console.print(escape(printable("  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in own.items()))))
     table = Table(show_edge=False)
     for col, just in (("tag", "left"), ("name", "left"), ("probability", "right"), ("", "left")):
         table.add_column(col, justify=just)

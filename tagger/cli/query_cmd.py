@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tagger.cli.common import DB_OPTION, TAG_APPLIES, db_path, plural, printable, stdout_console, warn
+from tagger.fields import TRACK_METADATA
 
 if TYPE_CHECKING:
     from tagger.query import QueryRow, Term
@@ -42,6 +43,10 @@ def query_command(
     top: int = typer.Option(50, "--top", "-n", min=0, metavar="N", help="How many tracks; 0 for all."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
                               help="Whose scores to rank by (default: the model that scored most tracks)."),
+    where: list[str] = typer.Option([], "--where", "-w", metavar="FIELD=VALUE", show_default=False,
+                                    help="Only tracks whose own metadata matches: artist=NAME (equal, any case), "
+                                         "genre~jazz (contains), year>=1990, year<=1999. Fields: title, artist, "
+                                         "album, album_artist, genre, year, track_no, format, path. Repeat: all must hold."),
     fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
     db: str = DB_OPTION,
 ) -> None:
@@ -51,12 +56,12 @@ def query_command(
     …) scores the maximum of its members. Notes (tracks of other models left out, no good
     match) go to stderr: stdout holds only the results."""
     from tagger.library import Library  # SQLAlchemy and numpy: not needed for --help
-    from tagger.query import TrackQuery, parse_terms, run_query
+    from tagger.query import TrackQuery, parse_terms, parse_where, run_query
 
     library = Library(db_path(db), create=False)
     stored = library.model(name=model)
     terms = parse_terms(stored.vocabulary, tag, not_tag)
-    rows = run_query(library, TrackQuery(terms, min_score, top or None), stored)
+    rows = run_query(library, TrackQuery(terms, min_score, top or None, parse_where(where)), stored)
     WRITERS[fmt](rows, terms)
     _note_other_models(library.model_counts(), stored.id)
     _note_weak_match(rows, terms, min_score)
@@ -92,11 +97,20 @@ def _table(rows: list[QueryRow], terms: tuple[Term, ...]) -> None:
         for t in terms:
             table.add_column(t.label, justify="right")
     table.add_column("time", justify="right")
+    named = any(r.metadata.get("title") or r.metadata.get("artist") for r in rows)
+    if named:
+        table.add_column("track")
     table.add_column("path", overflow="fold")
     for r in rows:
         extra = [f"{s:.3f}" for s in r.term_scores] if len(terms) > 1 else []
-        table.add_row(str(r.rank), f"{r.score:.3f}", *extra, _mmss(r.duration_s), escape(printable(r.path)))
+        track = [escape(printable(_display_name(r)))] if named else []
+        table.add_row(str(r.rank), f"{r.score:.3f}", *extra, _mmss(r.duration_s), *track, escape(printable(r.path)))
     stdout_console().print(table)
+
+
+def _display_name(r: QueryRow) -> str:
+    """"Artist - Title" as players show it, whichever of the two the file has, else ''."""
+    return " - ".join(v for v in (r.metadata.get("artist"), r.metadata.get("title")) if v)
 
 
 def _mmss(seconds: float | None) -> str:
@@ -106,7 +120,8 @@ def _mmss(seconds: float | None) -> str:
 def _record(r: QueryRow, terms: tuple[Term, ...]) -> dict:
     return {"rank": r.rank, "path": r.path, "score": round(r.score, 6),
             "scores": {t.label: round(s, 6) for t, s in zip(terms, r.term_scores)},
-            "duration_s": None if r.duration_s is None else round(r.duration_s, 3), "format": r.format}
+            "duration_s": None if r.duration_s is None else round(r.duration_s, 3), "format": r.format,
+            **{k: r.metadata.get(k) for k in TRACK_METADATA}}
 
 
 def _json(rows, terms) -> None:
@@ -121,10 +136,11 @@ def _jsonl(rows, terms) -> None:
 
 def _csv(rows, terms) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(["rank", "score", *[t.label for t in terms], "duration_s", "format", "path"])
+    writer.writerow(["rank", "score", *[t.label for t in terms], "duration_s", "format", *TRACK_METADATA, "path"])
     for r in rows:
         writer.writerow([r.rank, f"{r.score:.6f}", *[f"{s:.6f}" for s in r.term_scores],
-                         "" if r.duration_s is None else f"{r.duration_s:.3f}", r.format or "", r.path])
+                         "" if r.duration_s is None else f"{r.duration_s:.3f}", r.format or "",
+                         *["" if r.metadata.get(k) is None else r.metadata[k] for k in TRACK_METADATA], r.path])
 
 
 def _one_per_line(rows: list[QueryRow], fmt: str) -> list[QueryRow]:
@@ -141,7 +157,8 @@ def _one_per_line(rows: list[QueryRow], fmt: str) -> list[QueryRow]:
 def _m3u(rows, terms) -> None:
     lines = ["#EXTM3U"]
     for r in _one_per_line(rows, "m3u"):
-        lines.append(f"#EXTINF:{round(r.duration_s or -1)},{Path(r.path).stem}")
+        name = _display_name(r).replace("\n", " ").replace("\r", " ") or Path(r.path).stem
+        lines.append(f"#EXTINF:{round(r.duration_s or -1)},{name}")
         lines.append(r.path)
     sys.stdout.write("\n".join(lines) + "\n")
 

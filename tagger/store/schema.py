@@ -6,6 +6,8 @@ from __future__ import annotations
 from sqlalchemy import (JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Table, Text, UniqueConstraint)
 
+from tagger.fields import TRACK_METADATA
+
 SCHEMA_VERSION = 3  # 2: write_runs and write_journal (tag writing with undo); 3: track metadata, learned tags
 
 metadata = MetaData()
@@ -45,7 +47,7 @@ tracks = Table("tracks", metadata,
                Column("model_id", ForeignKey("models.id")),
                Column("scanned_at", Float),
                # the file's own metadata, read at scan time (schema 3); None where it has none
-               *[Column(name, Text) for name in ("title", "artist", "album", "album_artist", "genre")],
+               *[Column(name, Text) for name in TRACK_METADATA[:5]],
                Column("year", Integer),
                Column("track_no", Integer))
 Index("ix_tracks_size_fingerprint", tracks.c.size, tracks.c.fingerprint)
@@ -96,5 +98,3 @@ learned_tags = Table("learned_tags", metadata,
                      Column("scale", LargeBinary, nullable=False),  # float32 [E]
                      Column("examples", JSON, nullable=False),  # like/unlike counts, cross-validated metrics
                      Column("created_at", Float, nullable=False))
-
-TRACK_METADATA = ("title", "artist", "album", "album_artist", "genre", "year", "track_no")
