@@ -19,8 +19,8 @@ from tagger.engine.results import NOT_FINITE, TrackResult
 from tagger.errors import UsageError
 from tagger.modelcard import ModelCard
 from tagger.store.db import open_engine
-from tagger.store.schema import (TRACK_METADATA, embeddings, learned_tags, models, scores, tags, tracks, write_journal,
-                                 write_runs)
+from tagger.store.schema import (TRACK_METADATA, embeddings, learned_tags, models, scores, tags, tracks,
+                                 write_journal, write_runs)
 from tagger.vocab import Vocabulary, tag_name
 
 if TYPE_CHECKING:  # numpy loads where scores are written or vectors read: queries need none of it
@@ -170,6 +170,7 @@ class Library:
                      format=r.format, duration_s=r.duration_s, chunks=r.chunks,
                      status="failed" if r.error else "ok", error=r.error,
                      model_id=None if r.error else model.id, scanned_at=now,
+                     metadata_read=r.metadata is not None,
                      **{k: (r.metadata or {}).get(k) for k in TRACK_METADATA}) for r in results]
         with self.engine.begin() as conn:
             existing = dict(conn.execute(select(tracks.c.path, tracks.c.id)
@@ -196,6 +197,21 @@ class Library:
             if score_rows:
                 conn.execute(insert(scores), score_rows)
                 conn.execute(insert(embeddings), emb_rows)
+
+    def metadata_backlog(self) -> list[tuple[int, str]]:
+        """(id, path) of the tagged tracks scanned before the database kept file metadata
+        (schema 3) whose metadata has not been read since."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(tracks.c.id, tracks.c.path).where(
+                tracks.c.status == "ok", tracks.c.metadata_read.is_(None)))]
+
+    def set_metadata(self, rows: Sequence[tuple[int, dict]]) -> None:
+        """Store files' own metadata for tracks ``(id, metadata)`` without touching their scores."""
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(update(tracks).where(tracks.c.id == bindparam("track_id")),
+                             [{"track_id": i, "metadata_read": True, **{k: m.get(k) for k in TRACK_METADATA}}
+                              for i, m in rows])
 
     def update_file_state(self, path: str, size: int, mtime_ns: int, fingerprint: str) -> None:
         """After tagger rewrote a file's metadata (audio unchanged): keep its scores valid."""

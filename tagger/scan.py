@@ -133,6 +133,7 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
         library.move(plan.moved)
         library.set_status(plan.missing, "missing")
         library.set_status(plan.back, "ok")
+        _read_metadata_backlog(library, plan)
         store = _Store(library, stored, summary, after_save)
         for f, reason in plan.bad_names:
             store.add(TrackResult(f.path, f.size, f.mtime_ns, error=reason))
@@ -158,6 +159,20 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
             store.flush()
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+def _read_metadata_backlog(library: Library, plan: ScanPlan) -> None:
+    """Tracks under the scanned folders that were scanned before the database kept file
+    metadata get it read now, once, without being scored again (~1 ms a file); the files to
+    score get theirs from the decoders."""
+    from tagger.discover import under
+    from tagger.tagfile import read_track_metadata
+
+    todo = {f.path for f in plan.todo}
+    here = [(i, p) for i, p in library.metadata_backlog() if p not in todo and under(p, plan.roots)
+            and os.path.exists(p)]
+    for start in range(0, len(here), 500):
+        library.set_metadata([(i, read_track_metadata(p)) for i, p in here[start:start + 500]])
 
 
 def _runner(model, device: torch.device, options: ScanOptions, n_files: int, stats: EngineStats) -> ModelRunner:

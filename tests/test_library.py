@@ -109,7 +109,7 @@ def test_schema_1_database_is_migrated(tmp_path):
         conn.execute("DROP TABLE write_journal")
         conn.execute("DROP TABLE write_runs")
         conn.execute("DROP TABLE learned_tags")
-        for column in ("title", "artist", "album", "album_artist", "genre", "year", "track_no"):
+        for column in ("title", "artist", "album", "album_artist", "genre", "year", "track_no", "metadata_read"):
             conn.execute(f"ALTER TABLE tracks DROP COLUMN {column}")
         conn.execute("INSERT INTO tracks (path, size, mtime_ns, status) VALUES ('/m/old.mp3', 1, 2, 'failed')")
         conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")

@@ -93,3 +93,20 @@ def test_bad_where_is_one_line(tagged, where, message):
     root, db = tagged
     out = run_cli("query", "-t", "techno", "--where", where, "--db", db)
     assert out.returncode == 1 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_tracks_scanned_before_metadata_get_it_on_the_next_scan_without_rescoring(tagged, tmp_path):
+    import shutil
+
+    root, db = tagged
+    old = tmp_path / "old.db"
+    shutil.copy(db, old)
+    with sqlite3.connect(old) as conn:  # as a schema-2 library's tracks come out of the migration
+        conn.execute("UPDATE tracks SET title = NULL, artist = NULL, year = NULL, metadata_read = NULL")
+        before = dict(conn.execute("SELECT path, scanned_at FROM tracks"))
+    result = run_cli("scan", root, "--db", old, "--workers", "0")
+    assert result.returncode == 0 and "0 scanned" in result.stdout, result.stdout + result.stderr
+    with sqlite3.connect(old) as conn:
+        assert dict(conn.execute("SELECT path, scanned_at FROM tracks")) == before  # not scored again
+        assert conn.execute("SELECT artist, year FROM tracks WHERE path LIKE '%b.flac'").fetchone() == ("Nina Simone", 1965)
+        assert conn.execute("SELECT count(*) FROM tracks WHERE metadata_read IS NULL").fetchone() == (0,)

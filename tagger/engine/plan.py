@@ -32,6 +32,7 @@ class ScanPlan:
     back: list[int] = field(default_factory=list)  # tracks marked missing that are here again
     problems: list[tuple[str, str]] = field(default_factory=list)  # folders that could not be read
     bad_names: list[tuple[FoundFile, str]] = field(default_factory=list)  # to record as failed
+    roots: list[str] = field(default_factory=list)  # the folders planned, absolute
 
 
 def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: int | None,
@@ -40,7 +41,7 @@ def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: i
     ``model_id`` is the scanning model's row (None: not in the database yet)."""
     found = discover(roots, include_hidden)
     roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
-    plan = ScanPlan(todo=[], problems=found.problems)
+    plan = ScanPlan(todo=[], problems=found.problems, roots=roots)
     seen: set[str] = set()
     for f in found.bad_names:
         seen.add(f.path)

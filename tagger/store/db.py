@@ -53,6 +53,7 @@ def _v2_to_v3(conn) -> None:
     for name, kind in (("title", "TEXT"), ("artist", "TEXT"), ("album", "TEXT"), ("album_artist", "TEXT"),
                        ("genre", "TEXT"), ("year", "INTEGER"), ("track_no", "INTEGER")):
         conn.execute(text(f"ALTER TABLE tracks ADD COLUMN {name} {kind}"))
+    conn.execute(text("ALTER TABLE tracks ADD COLUMN metadata_read BOOLEAN"))  # NULL: still to read
     learned_tags.create(conn, checkfirst=True)
 
 

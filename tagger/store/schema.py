@@ -3,7 +3,7 @@ index range scan on (tag_id, prob); a track holds the scores of one model at a t
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Column, Float, ForeignKey, Index, Integer, LargeBinary,
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Table, Text, UniqueConstraint)
 
 from tagger.fields import TRACK_METADATA
@@ -49,7 +49,8 @@ tracks = Table("tracks", metadata,
                # the file's own metadata, read at scan time (schema 3); None where it has none
                *[Column(name, Text) for name in TRACK_METADATA[:5]],
                Column("year", Integer),
-               Column("track_no", Integer))
+               Column("track_no", Integer),
+               Column("metadata_read", Boolean))  # NULL: scanned before schema 3, not read yet
 Index("ix_tracks_size_fingerprint", tracks.c.size, tracks.c.fingerprint)
 Index("ix_tracks_status", tracks.c.status)
 
