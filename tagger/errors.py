@@ -34,3 +34,9 @@ class ModelFileError(TaggerError):
 
 class UsageError(TaggerError):
     """A bad option or argument (unknown tag, unknown device...)."""
+
+
+class CommandLineError(UsageError):
+    """An option value or combination the command line cannot take (``--compile maybe``,
+    ``--run`` without ``--undo``): exit status 2, like the parser's own errors. Problems with
+    what the options name (an unknown tag, a file not in the library) stay UsageErrors: 1."""

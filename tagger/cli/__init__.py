@@ -18,9 +18,10 @@ import traceback
 import typer
 
 from tagger import __version__
-from tagger.cli import library_cmd, models_cmd, query_cmd, scan_cmd, tag_cmd, train_cmd, write_cmd
+from tagger.cli import learn_cmd, library_cmd, models_cmd, query_cmd, scan_cmd, tag_cmd, train_cmd, write_cmd
+from tagger.cli import similar_cmd
 from tagger.cli.common import HELP_OPTION_NAMES, click, readable_help
-from tagger.errors import TaggerError
+from tagger.errors import CommandLineError, TaggerError
 
 app = typer.Typer(
     name="tagger", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -28,11 +29,14 @@ app = typer.Typer(
     context_settings={"help_option_names": HELP_OPTION_NAMES})
 app.command("scan")(scan_cmd.scan_command)
 app.command("query")(query_cmd.query_command)
+app.command("similar")(similar_cmd.similar_command)
+app.command("radio")(similar_cmd.radio_command)
 app.command("show")(library_cmd.show_command)
 app.command("tags")(library_cmd.tags_command)
 app.command("stats")(library_cmd.stats_command)
 app.command("prune")(library_cmd.prune_command)
 app.command("write")(write_cmd.write_command)
+app.command("learn")(learn_cmd.learn_command)
 app.command("tag")(tag_cmd.tag)
 app.add_typer(models_cmd.app, name="models")
 app.command("train")(train_cmd.train_command)
@@ -78,6 +82,8 @@ def run(args: list[str] | None = None) -> int:
         return _error(e.format_message(), e, e.exit_code)
     except typer.Abort:  # end of input at a prompt
         return 1
+    except CommandLineError as e:
+        return _error(str(e), e, 2)
     except TaggerError as e:
         return _error(str(e), e, 1)
     except KeyboardInterrupt:  # typer turns one inside a command into exit status 130 itself

@@ -14,7 +14,7 @@ from rich.text import Text
 from tagger.cli.common import DB_OPTION, db_path, parse_chunks, stderr_console, stdout_console
 from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
 from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, ScanOptions
-from tagger.errors import UsageError
+from tagger.errors import CommandLineError
 
 # tagger.scan (torch, the engine) and tagger.writer are imported when a scan runs, so that
 # `tagger --help` and the commands that need no model start without torch
@@ -58,9 +58,9 @@ def scan_command(
     from tagger.scan import scan
 
     if compile not in ("auto", "yes", "no"):
-        raise UsageError(None, f"--compile must be auto, yes or no, not {compile!r}")
+        raise CommandLineError(None, f"--compile must be auto, yes or no, not {compile!r}")
     if precision not in PRECISIONS:
-        raise UsageError(None, f"--precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
+        raise CommandLineError(None, f"--precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
     options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
                           include_hidden=hidden, compile=compile, precision=precision)
