@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 
 import mutagen
+from mutagen._util import delete_bytes
+from mutagen.flac import FLAC, Padding
 from mutagen.id3 import ID3, TCON, TIT1, TMOO, TXXX
 from mutagen.mp4 import MP4FreeForm, MP4Tags
 
@@ -132,7 +134,7 @@ class TagFile:
         this many bytes, where it can (undo gives a file back its size, and so its bytes)."""
         kwargs = {"padding": _padding_to_reach(size, self.path.stat().st_size)} if size else {}
         try:
-            if size and self._drop_empty_mp3_tag(size):
+            if size and self._drop_empty_id3_tag(size):
                 return
             if self.kind == "id3":
                 id3v1 = _read_id3v1(self.path) if type(self.file.tags) is ID3 else None  # MP3, not WAV/AIFF
@@ -140,18 +142,27 @@ class TagFile:
                 _put_back_id3v1(self.path, id3v1)
             else:
                 self.file.save(**kwargs)
+            if size and isinstance(self.file, FLAC):
+                _drop_empty_flac_padding(self.path, size)
         except (mutagen.MutagenError, OSError, ValueError) as e:
             raise TagWriteError(self.path, f"cannot write its metadata: {_short(e)}") from None
 
-    def _drop_empty_mp3_tag(self, size: int) -> bool:
-        """Delete an MP3's ID3v2 tag left with no frame if that gives the file back ``size``
-        bytes: tagger's write created the tag, so undo removes it."""
+    def _drop_empty_id3_tag(self, size: int) -> bool:
+        """Delete an ID3v2 tag left with no frame (an MP3's, or a WAV/AIFF file's ID3 chunk
+        whole) if that gives the file back ``size`` bytes: tagger's write created the tag, so
+        undo removes it."""
         tags = self.file.tags
-        if type(tags) is not ID3 or len(tags) or tags.unknown_frames or not getattr(tags, "size", 0):
+        if self.kind != "id3" or len(tags) or tags.unknown_frames or not getattr(tags, "size", 0):
             return False
-        if self.path.stat().st_size - tags.size != size:
+        mp3 = type(tags) is ID3
+        # in WAV and AIFF the tag fills a chunk: an 8-byte header, then the tag, padded to even
+        taken = tags.size if mp3 else 8 + tags.size + tags.size % 2
+        if self.path.stat().st_size - taken != size:
             return False
-        tags.delete(str(self.path), delete_v1=False, delete_v2=True)
+        if mp3:
+            tags.delete(str(self.path), delete_v1=False, delete_v2=True)
+        else:
+            tags.delete(str(self.path))  # the chunk, and the container's size with it
         return True
 
 
@@ -210,12 +221,59 @@ def _put_back_id3v1(path: Path, id3v1: bytes | None) -> None:
 
 def _padding_to_reach(size: int, current_size: int):
     """A mutagen padding function that makes the saved file ``size`` bytes long, or, where
-    that needs negative padding, uses mutagen's default."""
+    that needs negative padding, as short as the tag block can be (no padding): undo wants
+    the file as it was, and the structure a write added (a FLAC padding block, an ID3 tag) is
+    what is left over, which the callers of this function then remove."""
     def padding(info) -> int:
         # info.padding is what would be left if the file kept its current size
-        wanted = info.padding + size - current_size
-        return wanted if wanted >= 0 else info.get_default_padding()
+        return max(info.padding + size - current_size, 0)
     return padding
+
+
+_FLAC_BLOCK_HEADER = 4  # last-block flag and type (1 byte), length (3 bytes)
+
+
+def _drop_empty_flac_padding(path: Path, size: int) -> None:
+    """Remove the empty padding block that keeps a FLAC file 4 bytes over ``size``. mutagen
+    always ends the metadata with a padding block; a file that had none (libsndfile writes
+    none) gets its size back only without it."""
+    if path.stat().st_size != size + _FLAC_BLOCK_HEADER:
+        return
+    with open(path, "r+b") as f:
+        headers = _flac_block_headers(f)
+        if len(headers) < 2:
+            return
+        (before, _, _), (last, kind, length) = headers[-2:]
+        if kind != Padding.code or length:
+            return
+        f.seek(before)
+        first = f.read(1)[0]
+        f.seek(before)
+        f.write(bytes([first | 0x80]))  # the block before becomes the last one
+        delete_bytes(f, _FLAC_BLOCK_HEADER, last)
+
+
+def _flac_block_headers(f) -> list[tuple[int, int, int]]:
+    """(offset, type, length) of each metadata block header of a FLAC file, after the
+    ``fLaC`` marker (and an ID3v2 tag before it, which some taggers add)."""
+    head = f.read(10)
+    start = 0
+    if head[:3] == b"ID3" and len(head) == 10:
+        start = 10 + sum((b & 0x7F) << (7 * (3 - i)) for i, b in enumerate(head[6:10]))  # syncsafe
+    f.seek(start)
+    if f.read(4) != b"fLaC":
+        return []
+    headers, offset = [], start + 4
+    while True:
+        f.seek(offset)
+        header = f.read(_FLAC_BLOCK_HEADER)
+        if len(header) < _FLAC_BLOCK_HEADER:
+            return []
+        length = int.from_bytes(header[1:], "big")
+        headers.append((offset, header[0] & 0x7F, length))
+        if header[0] & 0x80:
+            return headers
+        offset += _FLAC_BLOCK_HEADER + length
 
 
 def _is_vorbis(tags) -> bool:

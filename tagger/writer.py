@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tagger.atomic import remove_stale_temps_in, replace_atomically
 from tagger.discover import fingerprint
-from tagger.errors import UsageError
+from tagger.errors import CommandLineError, UsageError
 from tagger.fields import FIELD_CHOICES, OPTIONAL_FIELDS
 from tagger.library import Journal, Library, StoredModel
 from tagger.tagfile import OWN_FIELDS, TagFile, TagWriteError
@@ -53,17 +53,26 @@ class FileOutcome:
     status: str  # written | would-write | unchanged | already-tagged | skipped | failed
     reason: str = ""
     changes: Changes = field(default_factory=list)
+    settled: bool = False  # skipped on purpose: trying again would leave it alone again
 
 
 def choose_tags(scores: dict[str, float], model: StoredModel, top: int, min_prob: float) -> list[tuple[str, float]]:
     """The track's best tags as names a person reads, best first: groups collapse their
-    members ("female vocals" for female/woman/female vocal/female voice), other raw tags stay."""
+    members ("female vocals" for female/woman/female vocal/female voice), other raw tags stay,
+    and the model's learned tags (``tagger learn``) compete with them ("calm piano" for
+    calm_piano)."""
     grouped = {m for members in model.vocabulary.groups.values() for m in members}
     candidates = {g.replace("_", " "): max(scores[m] for m in members)
                   for g, members in model.vocabulary.groups.items()}
-    candidates.update({raw: p for raw, p in scores.items() if raw not in grouped})
+    candidates.update({raw: p for raw, p in scores.items() if raw not in grouped and raw not in model.learned})
+    candidates.update({learned_label(name): p for name, p in scores.items() if name in model.learned})
     ranked = sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0]))
     return [(name, p) for name, p in ranked if p >= min_prob][:top]
+
+
+def learned_label(name: str) -> str:
+    """How a learned tag is written into files: as the model's tags are, with spaces."""
+    return name.replace("_", " ")
 
 
 def planned_values(chosen: list[tuple[str, float]], model: StoredModel, fields: Sequence[str]) -> dict[str, list[str]]:
@@ -71,12 +80,11 @@ def planned_values(chosen: list[tuple[str, float]], model: StoredModel, fields: 
     values = {"tags": names,
               "scores": [";".join(f"{n}={p:.3f}" for n, p in chosen)] if chosen else [],
               "model": [f"{model.name} sha256:{model.sha256} {time.strftime('%Y-%m-%d')}"]}
-    if "genre" in fields:
-        values["genre"] = [n for n in names if n in MTAT_GENRES]
-    if "mood" in fields:
-        values["mood"] = [n for n in names if n in MTAT_MOODS]
-    if "grouping" in fields:
-        values["grouping"] = names
+    optional = {"genre": [n for n in names if n in MTAT_GENRES], "mood": [n for n in names if n in MTAT_MOODS],
+                "grouping": names}
+    # the user's fields are only ever filled or (--force) replaced: a prediction with nothing
+    # for a field must not delete what the user put there
+    values.update({f: v for f, v in optional.items() if f in fields and v})
     return values
 
 
@@ -262,12 +270,21 @@ def _write_one(library, row, model, options, journal, run_id) -> FileOutcome:
         return FileOutcome(row.path, "failed", _reason(e))
     tagged_already = not options.force and any(f"sha256:{model.sha256}" in v for v in current["model"])
     chosen = choose_tags(library.track_scores(row.id), model, options.top, options.min_prob)
+    if tagged_already and _new_learned(chosen, model, current["tags"]):
+        tagged_already = False  # a tag learned since the file was tagged: tagger's own fields are redone
     planned = planned_values(chosen, model, options.fields)
     changes = _changes(current, planned, tf.kind == "id3" and tf.id3_version == 3, options.force, tagged_already)
     if not changes and tagged_already:
         return FileOutcome(row.path, "already-tagged")
     return _commit(library, journal, run_id, path, changes, options.dry_run,
                    break_hardlinks=options.break_hardlinks)
+
+
+def _new_learned(chosen: list[tuple[str, float]], model: StoredModel, written: list[str]) -> bool:
+    """Whether a learned tag is among ``chosen`` but not among the file's TAGGER_TAGS."""
+    have = {t.strip() for v in written for t in v.split("/")}  # ID3v2.3 holds "a/b"
+    learned = {learned_label(n) for n in model.learned}
+    return any(n in learned and n not in have for n, _ in chosen)
 
 
 def _changes(current: dict[str, list[str]], planned: dict[str, list[str]], v23: bool, force: bool,
@@ -320,7 +337,8 @@ def undo(library: Library, run_id: int | None = None, dry_run: bool = False,
     there is none). A field changed again since then is left alone and reported. A file
     nothing else touched since gets back its size, and so, where the format's writer
     reproduces the untouched parts, its bytes. Raises UsageError for a ``run_id`` that
-    cannot be undone."""
+    cannot be undone. The run is marked undone once no file is left to restore
+    (``left_to_undo``); until then undoing it again restores the files still left."""
     journal = Journal(library)
     run_id = _run_to_undo(journal, run_id)
     if run_id is None:
@@ -337,9 +355,17 @@ def undo(library: Library, run_id: int | None = None, dry_run: bool = False,
         outcomes.append(outcome)
         if on_file:
             on_file(outcome)
-    if not dry_run:
+    if not dry_run and not left_to_undo(outcomes):
+        # a file skipped or failed keeps the run open: undoing it again restores the rest
         journal.mark_undone(run_id, undo_id)
     return run_id, outcomes
+
+
+def left_to_undo(outcomes: Iterable[FileOutcome]) -> list[FileOutcome]:
+    """The files an undo did not restore but a later undo of the same run may (a hard link
+    broken with --break-hardlinks, a file made writable again): failed, or skipped unless on
+    purpose (fields changed since the run are the user's and stay)."""
+    return [o for o in outcomes if o.status == "failed" or (o.status == "skipped" and not o.settled)]
 
 
 def _undo_one(library, journal, undo_id, path: Path, entries: Changes, state, dry_run: bool,
@@ -360,7 +386,7 @@ def _undo_one(library, journal, undo_id, path: Path, entries: Changes, state, dr
             stale.append(f)
     if not restore:
         if stale:
-            return FileOutcome(str(path), "skipped", "fields changed since that run; left alone")
+            return FileOutcome(str(path), "skipped", "fields changed since that run; left alone", settled=True)
         return FileOutcome(str(path), "unchanged")
     note = f"not restored (changed since): {', '.join(stale)}" if stale else ""
     return _commit(library, journal, undo_id, path, restore, dry_run, note, _size_before(path, state),
@@ -414,13 +440,13 @@ def select_tracks(library: Library, roots: Sequence[str] = (), tags: Sequence[st
     (``tags``/``not_tags``/``match_min``, as in ``tagger query``) returns. Raises UsageError
     for a root that does not exist or holds no scanned track (a typo must not look like
     "nothing to do")."""
-    from tagger.query import TrackQuery, parse_terms, run_query
+    from tagger.query import TrackQuery, model_terms, run_query
 
     roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
     for root in roots:
         if not os.path.exists(root):
             raise UsageError(root, "no such file or folder", "nothing was written")
-    rows = library.tracks_under(roots or None)
+    rows = _tracks_under(library, roots) if roots else library.tracks_under()
     if roots and not rows:
         raise UsageError(None, f"no scanned track under {', '.join(roots)}",
                          "run 'tagger scan PATH' first; nothing was written")
@@ -428,10 +454,33 @@ def select_tracks(library: Library, roots: Sequence[str] = (), tags: Sequence[st
         model = library.model(name=model_name)
         rows = [r for r in rows if r.model_id == model.id]
         if tags or not_tags:
-            terms = parse_terms(model.vocabulary, tags, not_tags)
+            terms = model_terms(library, model, tags, not_tags)
             wanted = {r.path for r in run_query(library, TrackQuery(terms, match_min, None), model)}
             rows = [r for r in rows if r.path in wanted]
     return rows
+
+
+def _tracks_under(library: Library, roots: Sequence[str]) -> list:
+    """Track rows under ``roots`` by any path to them: a scan stores a file under the first
+    path it reached it by, which may be a symlink (``lib/link.flac`` for ``/outside/real.flac``)
+    or lie under a symlinked folder. A track is selected if its path lies under a root as given
+    or resolved, or its resolved path lies under a resolved root."""
+    from tagger.discover import under
+
+    real_roots = [os.path.realpath(r) for r in roots]
+    as_given = [*roots, *real_roots]
+    folders: dict[str, str] = {}  # a folder's resolved path, resolved once for all its tracks
+    return [r for r in library.tracks_under() if under(r.path, as_given)
+            or under(_resolved(r.path, folders), real_roots)]
+
+
+def _resolved(path: str, folders: dict[str, str]) -> str:
+    """``os.path.realpath(path)``, with one lstat per file rather than one per path component."""
+    folder, name = os.path.split(path)
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    joined = os.path.join(folders[folder], name)
+    return os.path.realpath(joined) if os.path.islink(joined) else joined
 
 
 def parse_fields(text: str) -> tuple[str, ...]:
@@ -439,5 +488,6 @@ def parse_fields(text: str) -> tuple[str, ...]:
     names = [f.strip().lower() for f in text.split(",") if f.strip()]
     unknown = [f for f in names if f not in FIELD_CHOICES]
     if unknown:
-        raise UsageError(None, f"unknown field(s) {', '.join(unknown)}", f"choose from {', '.join(FIELD_CHOICES)}")
+        raise CommandLineError(None, f"unknown field(s) {', '.join(unknown)}",
+                               f"choose from {', '.join(FIELD_CHOICES)}")
     return tuple(f for f in OPTIONAL_FIELDS if f in names)

@@ -157,7 +157,7 @@ def test_interrupted_scan_is_consistent_and_resumes(tmp_path, sig):
         except sqlite3.OperationalError:
             pass
     second = run_cli("scan", root, "--db", db)  # a second writer is turned away
-    assert second.returncode == 1 and "another tagger scan is writing" in second.stderr
+    assert second.returncode == 1 and "another tagger scan or write is writing" in second.stderr
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     done = db_rows(db, "SELECT count(*) FROM tracks WHERE status = 'ok'")[0][0]

@@ -52,9 +52,9 @@ def lib(tmp_path):
     return root, db
 
 
-def write(db, *args):
+def write(db, *args, status=0):
     result = run_cli("write", "--db", db, *args)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == status, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     return result
 
@@ -122,6 +122,19 @@ def test_force_overwrites_user_fields_and_undo_restores_exactly(lib):
     assert {n: sha(root / n) for n in ("v23.mp3", "b.flac")} == {n: hashes[n] for n in ("v23.mp3", "b.flac")}
 
 
+def test_force_never_empties_the_users_fields(lib):
+    root, db = lib
+    flac = mutagen.File(root / "b.flac")
+    flac["GROUPING"] = ["Live"]
+    flac.save()
+    assert run_cli("scan", root, "--db", db).returncode == 0  # the database learns the file's new state
+    # no tag reaches --min 1.0: there is nothing to put into genre, mood or grouping
+    write(db, "--fields", "genre,mood,grouping", "--force", "--min", "1.0")
+    flac = mutagen.File(root / "b.flac")
+    assert (flac["GENRE"], flac["MOOD"], flac["GROUPING"]) == (["Folk"], ["Melancholic"], ["Live"])
+    assert ID3(root / "v23.mp3").getall("TCON")[0].text == ["Jazz"]
+
+
 def test_dry_run_changes_no_byte(lib):
     root, db = lib
     hashes = {p.name: sha(p) for p in root.iterdir()}
@@ -152,9 +165,9 @@ def test_corrupt_and_changed_files_are_reported_and_left_alone(lib):
     touched = root / "c.ogg"
     os.utime(touched, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     corrupt_hash, touched_hash = sha(flac), sha(touched)
-    result = write(db)
-    assert f"failed: {flac}" in result.stdout.replace("\n", "")
-    assert "changed since it was scanned" in result.stdout
+    result = write(db, status=1)  # a file failed
+    assert f"failed: {flac}" in result.stderr.replace("\n", "")
+    assert "changed since it was scanned" in result.stderr
     assert sha(flac) == corrupt_hash and sha(touched) == touched_hash
 
 
@@ -164,8 +177,8 @@ def test_read_only_file_is_reported(lib):
     ro = root / "e.wav"
     ro.chmod(0o444)
     h = sha(ro)
-    result = write(db)
-    assert "read-only" in result.stdout and sha(ro) == h
+    result = write(db, status=1)
+    assert "read-only" in result.stderr and sha(ro) == h
 
 
 def test_scan_write_tags(tmp_path):

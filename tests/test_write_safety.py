@@ -4,6 +4,7 @@ Real files encoded here, real mutagen, the real command line in subprocesses. On
 library is scanned once per module and copied back, at the same path, before each test.
 """
 
+import fcntl
 import hashlib
 import os
 import random
@@ -19,11 +20,14 @@ import mutagen
 import pytest
 from mutagen.id3 import ID3, TDAT, TIT2, TYER
 
+from tagger.atomic import remove_stale_temps_in, replace_atomically
 from tagger.discover import fingerprint
 from tagger.library import Library
+from tagger.store.db import StoreError, writer_lock
 
 from conftest import ROOT, music_like, run_cli, write_audio
 
+ROOT_USER = os.geteuid() == 0
 ID3V1 = (b"TAG" + b"Title".ljust(30, b"\0") + b"Artist".ljust(30, b"\0") + b"Album".ljust(30, b"\0")
          + b"1999" + b"only in the v1 tag".ljust(28, b"\0") + b"\0\x05" + bytes([8]))
 
@@ -75,6 +79,10 @@ def template(tmp_path_factory):
     id3v23_mp3(lib / "b.mp3", 2)
     write_audio(lib / "c.ogg", music_like(2.0, 22050, 3), 22050, subtype="VORBIS")
     write_audio(lib / "d.mp3", music_like(2.0, 22050, 4), 22050, format="MP3")  # no tag at all
+    # as libsndfile writes them: no tag block (WAV, AIFF), no padding (its FLAC, like real.flac)
+    write_audio(lib / "e.wav", music_like(2.0, 22050, 6), 22050)
+    write_audio(lib / "f.aiff", music_like(2.0, 22050, 7), 22050)
+    write_audio(lib / "g.opus", music_like(2.0, 48000, 8), 48000, format="OGG", subtype="OPUS")
     write_audio(outside / "real.flac", music_like(2.0, 22050, 5), 22050)
     (lib / "link.flac").symlink_to(Path("..") / "outside" / "real.flac")
     result = run_cli("scan", lib, "--db", work / "lib.db", "--workers", "0")
@@ -110,10 +118,10 @@ def test_hard_linked_file_is_left_alone_unless_asked(lib):
     track, seeding = root / "a.flac", root.parent / "seeding-copy.flac"
     os.link(track, seeding)
     untouched = sha(seeding)
-    assert f"skipped: {track}: has 2 hard links" in write(db, "--dry-run").stdout
+    assert f"skipped: {track}: has 2 hard links" in write(db, "--dry-run").stderr
     result = write(db)
-    assert f"skipped: {track}: has 2 hard links" in result.stdout
-    assert "--break-hardlinks" in result.stdout
+    assert f"skipped: {track}: has 2 hard links" in result.stderr
+    assert "--break-hardlinks" in result.stderr
     assert os.stat(track).st_nlink == 2 and sha(track) == untouched
 
     broken = write(db, "--break-hardlinks")
@@ -192,10 +200,12 @@ def test_undo_gives_back_the_bytes(lib):
     assert not mp3.getall("COMM"), "the ID3v1 tag is not copied into the v2 one"
     assert (root / "b.mp3").read_bytes()[-128:] == ID3V1, "the ID3v1 tag is left as it was"
     write(db, "--undo")
-    # byte-identical: files that had a tag block (with or without padding), and an MP3 that
-    # had none (its empty tag is removed). An Ogg file that had no tags (c.ogg) gets them back,
-    # but its comment packet keeps the padding mutagen added.
-    for name in ("a.flac", "b.mp3", "d.mp3"):
+    # byte-identical: files that had a tag block (with or without padding), and files as
+    # libsndfile writes them: FLAC without a padding block (link.flac's target), an Ogg comment
+    # packet without padding, WAV, AIFF and MP3 without any tag (the tag the write added is
+    # removed again)
+    assert set(hashes) == {"a.flac", "b.mp3", "c.ogg", "d.mp3", "e.wav", "f.aiff", "g.opus", "link.flac"}
+    for name in hashes:
         assert sha(root / name) == hashes[name], f"{name}: not byte-identical after undo"
 
 
@@ -232,3 +242,120 @@ def test_writing_modules_do_not_import_torch():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_undo_left_unfinished_by_a_hard_link_can_be_finished(lib):
+    root, db = lib
+    before = {p.name: all_tags(p) for p in root.iterdir()}
+    write(db)  # run 1
+    track = root / "a.flac"
+    os.link(track, root.parent / "backup.flac")  # a backup made after the write
+    first = write(db, "--undo")  # undo run 2
+    assert f"skipped: {track}: has 2 hard links" in first.stdout + first.stderr
+    assert "TAGGER_TAGS" in mutagen.File(track), "the hard-linked file is left as the write left it"
+    rest = write(db, "--undo", "--run", "1", "--break-hardlinks")  # the file still left
+    assert rest.stdout.startswith("undo of run 1: written 1 · unchanged "), rest.stdout
+    assert {p.name: all_tags(p) for p in root.iterdir()} == before
+    assert "run 1 is undone in part: 1 file left" in first.stderr
+    done = run_cli("write", "--db", db, "--undo", "--run", "1")
+    assert done.returncode == 1 and "run 1 was undone already (by run 3)" in done.stderr
+
+
+def test_failed_files_exit_1_and_go_to_stderr(lib):
+    root, db = lib
+    flac = root / "a.flac"
+    st = flac.stat()
+    data = bytearray(flac.read_bytes())
+    data[0:4] = b"XXXX"  # unreadable metadata, same size and time: the scan check passes it
+    flac.write_bytes(bytes(data))
+    os.utime(flac, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = run_cli("write", "--db", db)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"failed: {flac}: ")
+    assert "failed:" not in result.stdout
+    assert result.stdout.startswith("write: written ") and " · failed 1" in result.stdout.splitlines()[0]
+
+
+def test_bad_option_combinations_exit_2(lib):
+    root, db = lib
+    for args in (["--fields", "tags,colour"], ["--run", "1"], ["--undo", root], ["--undo", "--tag", "rock"],
+                 ["--undo", "--remove"]):
+        result = run_cli("write", "--db", db, *args)
+        assert result.returncode == 2, (args, result.stdout + result.stderr)
+        assert result.stderr.startswith("tagger: error: ") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_lock_file_problems_are_one_line_errors(lib):
+    root, db = lib
+    lock = Path(f"{db}.lock")
+    lock.unlink(missing_ok=True)  # the scan left its lock file
+    lock.mkdir()  # something else's folder where the lock file goes
+    blocked = run_cli("write", "--db", db)
+    assert blocked.returncode == 1 and "Traceback" not in blocked.stderr
+    assert blocked.stderr.startswith(f"tagger: error: {lock}: cannot open the lock file")
+    assert len(blocked.stderr.strip().splitlines()) == 1
+    lock.rmdir()
+    with open(lock, "a") as held:  # as a running write holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        busy = run_cli("write", "--db", db)
+    assert busy.returncode == 1
+    assert "another tagger scan or write is writing to this database" in busy.stderr
+
+
+def test_lock_beside_a_database_path_that_is_no_folder_is_a_store_error(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file, where --db names a folder")
+    with pytest.raises(StoreError, match=r"notes\.txt/lib\.db\.lock: cannot open the lock file"):
+        with writer_lock(str(notes / "lib.db")):
+            pass
+
+
+@pytest.mark.skipif(ROOT_USER, reason="root can write in read-only folders")
+def test_lock_in_a_read_only_folder_is_a_store_error(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(StoreError, match=r"lib\.db\.lock: cannot open the lock file"):
+            with writer_lock(str(folder / "lib.db")):
+                pass
+    finally:
+        folder.chmod(0o755)
+
+
+def test_paths_select_tracks_by_resolved_and_symlinked_paths(lib):
+    root, db = lib
+    outside = root.parent / "outside"  # link.flac's target lies here; the track is lib/link.flac
+    by_target = write(db, outside)
+    assert "written 1" in by_target.stdout and mutagen.File(outside / "real.flac")["TAGGER_TAGS"]
+    alias = root.parent / "alias"
+    alias.symlink_to(root)
+    by_alias = write(db, alias / "a.flac")
+    assert "written 1" in by_alias.stdout and mutagen.File(root / "a.flac")["TAGGER_TAGS"]
+    assert "TAGGER_TAGS" not in mutagen.File(root / "c.ogg"), "only the track asked for"
+
+
+def test_stale_temps_are_judged_by_host_and_pid(tmp_path):
+    target = tmp_path / "x.bin"
+    with replace_atomically(target) as tmp:
+        tmp.write_bytes(b"new")
+        name = tmp.name
+    parts = re.fullmatch(r"\.x\.bin\.([A-Za-z0-9_-]+)-(\d+)-[a-z0-9_]+\.tagger-tmp", name)
+    assert parts and parts.group(2) == str(os.getpid()), name
+    here = parts.group(1)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = {f".x.bin.{here}-{dead.pid}-aaaa1111.tagger-tmp",  # a killed run on this host
+            f".x.bin.{dead.pid}-bbbb2222.tagger-tmp",  # the same, named by an older tagger
+            ".x.bin.cccc3333.tagger-tmp"}  # a tagger from before PIDs were recorded
+    kept = {f".x.bin.{here}-{os.getpid()}-dddd4444.tagger-tmp",  # a live run on this host
+            f".x.bin.{os.getpid()}-eeee5555.tagger-tmp",  # the same, older name
+            f".x.bin.nas-box-2-{dead.pid}-ffff6666.tagger-tmp"}  # another host's: its PIDs mean nothing here
+    for n in gone | kept:
+        (tmp_path / n).write_bytes(b"part of a copy")
+    assert {p.name for p in remove_stale_temps_in(tmp_path)} == gone
+    assert {p.name for p in tmp_path.iterdir()} == kept | {"x.bin"}
+    # another host's temp a day old is stale whatever its PID: its run is long over
+    later = time.time() + 25 * 3600
+    assert {p.name for p in remove_stale_temps_in(tmp_path, now=later)} == \
+           {f".x.bin.nas-box-2-{dead.pid}-ffff6666.tagger-tmp"}

@@ -7,10 +7,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 
 from tagger.cli.common import DB_OPTION, db_path, stdout_console
-from tagger.errors import UsageError
+from tagger.errors import CommandLineError
 from tagger.fields import FIELD_CHOICES
 
 # tagger.library (SQLAlchemy, numpy) and tagger.writer (mutagen) load when the command runs:
@@ -62,44 +63,60 @@ def write_command(
     _check_combination(paths, tag, not_tag, remove, undo_, run)
     from tagger.library import Library
     from tagger.store.db import writer_lock
-    from tagger.writer import WriteOptions, parse_fields, remove_tags, select_tracks, undo, write_tracks
+    from tagger.writer import (WriteOptions, left_to_undo, parse_fields, remove_tags, select_tracks, undo,
+                               write_tracks)
 
+    parsed_fields = parse_fields(fields)  # a bad --fields is a command line error, before any work
     library = Library(db_path(db), create=False)
     console = stdout_console()
-    report = _Reporter(console, dry_run)
+    report = _Reporter(console, _stderr_console(), dry_run)
     # one writer per database: a scan or another write must not rewrite the same files meanwhile
     with nullcontext() if dry_run else writer_lock(db_path(db)):
         if undo_:
-            run_id, _ = undo(library, run, dry_run, report, break_hardlinks)
+            run_id, outcomes = undo(library, run, dry_run, report, break_hardlinks)
             if run_id is None:
                 console.print("nothing to undo")
                 return
             report.summary(f"undo of run {run_id}")
-            return
-        rows = select_tracks(library, [str(p) for p in paths or []], tag, not_tag, match_min)
-        if remove:
-            remove_tags(library, rows, dry_run, report, break_hardlinks)
-            report.summary("remove")
-            return
-        options = WriteOptions(top=top, min_prob=min_prob, fields=parse_fields(fields), force=force,
-                               dry_run=dry_run, break_hardlinks=break_hardlinks)
-        write_tracks(library, rows, options, report)
-        report.summary("write")
+            report.left_to_undo(run_id, len(left_to_undo(outcomes)))
+        else:
+            rows = select_tracks(library, [str(p) for p in paths or []], tag, not_tag, match_min)
+            if remove:
+                remove_tags(library, rows, dry_run, report, break_hardlinks)
+                report.summary("remove")
+            else:
+                options = WriteOptions(top=top, min_prob=min_prob, fields=parsed_fields, force=force,
+                                       dry_run=dry_run, break_hardlinks=break_hardlinks)
+                write_tracks(library, rows, options, report)
+                report.summary("write")
+    if report.counts.get("failed"):  # scripts must see it; a skipped file is tagger's choice, not a failure
+        raise typer.Exit(1)
 
 
 def _check_combination(paths, tag, not_tag, remove: bool, undo_: bool, run: int | None) -> None:
     if run is not None and not undo_:
-        raise UsageError(None, "--run goes with --undo", "tagger write --undo --run N")
+        raise CommandLineError(None, "--run goes with --undo", "tagger write --undo --run N")
     if undo_ and (paths or tag or not_tag or remove):
-        raise UsageError(None, "--undo restores a whole run; it takes no PATH, --tag, --not or --remove",
-                         "tagger write --undo [--run N]")
+        raise CommandLineError(None, "--undo restores a whole run; it takes no PATH, --tag, --not or --remove",
+                               "tagger write --undo [--run N]")
+
+
+def _stderr_console() -> Console:
+    """Like stdout_console, on stderr: a failed file's line stays whole in a log."""
+    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 100_000
+    return console
 
 
 class _Reporter:
+    """Prints each file's outcome as it comes: changes and notes on stdout with the summary,
+    files skipped or failed on stderr (what a script or a log must not miss)."""
+
     ORDER = ("would-write", "written", "unchanged", "already-tagged", "skipped", "failed")
 
-    def __init__(self, console, dry_run: bool) -> None:
-        self.console, self.dry_run = console, dry_run
+    def __init__(self, console, errors, dry_run: bool) -> None:
+        self.console, self.errors, self.dry_run = console, errors, dry_run
         self.counts: dict[str, int] = {}
 
     def __call__(self, o) -> None:  # a tagger.writer.FileOutcome
@@ -109,8 +126,8 @@ class _Reporter:
             for f, old, new in o.changes:
                 self.console.print(f"  {f}: {_show(old)} → {_show(new)}", soft_wrap=True)
         elif o.status in ("failed", "skipped"):
-            self.console.print(f"{o.status}: {escape(o.path)}: {escape(o.reason)}",
-                               style="red" if o.status == "failed" else "yellow", soft_wrap=True)
+            self.errors.print(f"{o.status}: {escape(o.path)}: {escape(o.reason)}",
+                              style="red" if o.status == "failed" else "yellow", soft_wrap=True)
         elif o.reason:
             self.console.print(f"note: {escape(o.path)}: {escape(o.reason)}", style="yellow", soft_wrap=True)
 
@@ -125,6 +142,12 @@ class _Reporter:
                                style="dim")
         if self.counts.get("written") and what in ("write", "remove"):
             self.console.print("undo with: tagger write --undo", style="dim")
+
+    def left_to_undo(self, run_id: int, left: int) -> None:
+        if left and not self.dry_run:
+            self.errors.print(f"run {run_id} is undone in part: {left} file{'s' if left > 1 else ''} left "
+                              f"(above); once fixed, 'tagger write --undo --run {run_id}' restores "
+                              f"{'them' if left > 1 else 'it'}", style="yellow", soft_wrap=True)
 
 
 def _show(values: list[str]) -> str:

@@ -148,7 +148,8 @@ def open_engine(db: str, create: bool = True) -> Engine:
 
 @contextmanager
 def writer_lock(db: str) -> Iterator[None]:
-    """One scan (writer) per database: a second one gets a clear error instead of waiting.
+    """One writer (a scan or a write) per database: a second one gets a clear error instead
+    of waiting.
 
     For SQLite an flock on ``DB.lock`` (released by the OS if tagger is killed); other
     databases rely on their own transactions.
@@ -158,13 +159,24 @@ def writer_lock(db: str) -> Iterator[None]:
         yield
         return
     lock_path = Path(url.removeprefix("sqlite:///") + ".lock")
-    with open(lock_path, "a") as f:
+    with _open_lock(lock_path) as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreError(db, "another tagger scan is writing to this database",
+            raise StoreError(db, "another tagger scan or write is writing to this database",
                              "wait for it to finish, or use another --db") from None
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _open_lock(lock_path: Path):
+    """The lock file, opened (created if need be) for flock. It lives beside the database,
+    so a folder of that name or a database folder tagger may not write in stops it here."""
+    try:
+        return open(lock_path, "a")
+    except OSError as e:
+        hint = ("a folder has that name: move it, or use another --db" if isinstance(e, IsADirectoryError)
+                else "tagger needs to create it beside the database: make that folder writable, or use another --db")
+        raise StoreError(lock_path, f"cannot open the lock file: {e.strerror or e}", hint) from None
