@@ -38,8 +38,8 @@ CHUNK = 48000
 
 @dataclass
 class Clip:
-    key: str  # path relative to the audio root: the clip's identity in the cache
-    path: str  # absolute source path
+    key: str  # normalised path relative to the audio root: the clip's identity (cache, split, fingerprint)
+    path: str  # source path (absolute for a CSV)
     labels: np.ndarray  # [n_tags] uint8
     split: str
 
@@ -62,6 +62,37 @@ class TagDataset:
         for c in sorted(self.clips, key=lambda c: c.key):
             h.update(f"{c.key}\t{c.split}\t{''.join(map(str, c.labels.tolist()))}\n".encode())
         return h.hexdigest()
+
+    def summary(self) -> dict:
+        """What a run records of its data, so that a later one can say what changed."""
+        return {"fingerprint": self.fingerprint(), "tags": list(self.tags),
+                "clips": {s: len(self.split(s)) for s in SPLITS}}
+
+
+def recorded_data(provenance: dict, tags: list[str]) -> dict | None:
+    """The ``summary()`` of the data a model was trained on, from its card's provenance (None
+    for models tagger train did not write)."""
+    if not provenance.get("data_fingerprint"):
+        return None
+    return {"fingerprint": provenance["data_fingerprint"], "tags": list(tags), "clips": provenance.get("clips", {})}
+
+
+def describe_change(before: dict, now: dict) -> str | None:
+    """How the data of summary ``now`` differs from ``before``, in a phrase; None when it does not."""
+    if before.get("fingerprint") == now["fingerprint"]:
+        return None
+    parts = []
+    for word, names in (("added", [t for t in now["tags"] if t not in before.get("tags", [])]),
+                        ("removed", [t for t in before.get("tags", []) if t not in now["tags"]])):
+        if names:
+            parts.append(f"tags {word}: {', '.join(names)}")
+    old, new = before.get("clips", {}), now["clips"]
+    moved = ", ".join(f"{s} {old.get(s, 0)} → {new[s]}" for s in SPLITS if old.get(s, 0) != new[s])
+    if sum(old.values()) != sum(new.values()):
+        parts.append(f"{sum(old.values())} → {sum(new.values())} clips: {moved}")
+    elif moved:
+        parts.append(f"other clips per split: {moved}")
+    return "; ".join(parts) or "the same tags and numbers of clips, but other files, labels or splits"
 
 
 def _mtat_split_from_folder(mp3_path: str) -> str:
@@ -121,39 +152,106 @@ def load_mtat(data_dir: str | os.PathLike[str], split_dir: str | os.PathLike[str
 
 def load_csv(labels: str | os.PathLike[str], audio_root: str | os.PathLike[str], seed: int = 0,
              valid_frac: float = 0.1, test_frac: float = 0.1) -> TagDataset:
-    """One row per file: a ``path`` (or ``file``) column relative to ``audio_root``, then either
-    a ``tags`` column (``;``-separated) or one 0/1 column per tag; an optional ``split`` column
-    (train/valid/test). Rows without a split get a seeded, stratified one (training/splits.py)
-    that leaves no split empty."""
+    """A ``path`` (or ``file``) column relative to ``audio_root``, then either a ``tags`` column
+    (``;``-separated) or one 0/1 column per tag; an optional ``split`` column (train/valid/test).
+    Rows naming one file (``a.wav``, ``./a.wav``; one row per tag) are one clip with all their
+    labels. Files without a split get a seeded one that stays put as rows are added and leaves
+    no split empty (training/splits.py)."""
     labels_path = Path(labels).expanduser()
-    try:
-        with labels_path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as e:
-        raise UsageError(labels_path, f"cannot read: {e.strerror}") from None
-    if not rows:
-        raise UsageError(labels_path, "has no rows")
+    rows = _read_rows(labels_path)
     columns = list(rows[0])
     path_col = next((c for c in ("path", "file", "filename") if c in columns), None)
     if path_col is None:
         raise UsageError(labels_path, "needs a 'path' column")
+    tags, vectors = _row_labels(rows, columns, path_col, labels_path)
+    root = Path(audio_root).expanduser()
+    files = _by_file(rows, vectors, path_col, root, labels_path)
+    keys = list(files)
+    fractions = {"valid": valid_frac, "test": test_frac}  # train: the rest
+    splits = assign_splits([files[k].split for k in keys], [files[k].labels for k in keys], keys, seed,
+                           fractions, str(labels_path))
+    clips = [Clip(k, files[k].path, files[k].labels, split) for k, split in zip(keys, splits)]
+    return TagDataset("csv", tags, clips, root=root)
+
+
+def _read_rows(path: Path) -> list[dict]:
+    try:
+        # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark, which would hide 'path'
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise UsageError(path, f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(path, "is not UTF-8 text (Latin-1 or Windows-1252?)",
+                         "save it as UTF-8, e.g. Excel's 'CSV UTF-8'") from None
+    except csv.Error as e:
+        raise UsageError(path, f"is not a CSV file tagger can read ({e})", "save it as UTF-8 CSV") from None
+    rows = [r for r in rows if not _blank(r)]  # spreadsheets save empty rows as ",,,"
+    if not rows:
+        raise UsageError(path, "has no rows")
+    return rows
+
+
+def _blank(row: dict) -> bool:
+    return not any(isinstance(v, str) and v.strip() for v in row.values())
+
+
+def _row_labels(rows: list[dict], columns: list[str], path_col: str,
+                source: Path) -> tuple[list[str], list[np.ndarray]]:
+    """The tags and one 0/1 vector per row."""
     if "tags" in columns:
-        tags = sorted({t.strip() for r in rows for t in (r["tags"] or "").split(";") if t.strip()})
-        vectors = [np.array([t in {x.strip() for x in (r["tags"] or "").split(";")} for t in tags], np.uint8)
-                   for r in rows]
+        named = [{t.strip() for t in (r["tags"] or "").split(";") if t.strip()} for r in rows]
+        tags = sorted(set().union(*named))
+        vectors = [np.array([t in n for t in tags], np.uint8) for n in named]
     else:
         tags = [c for c in columns if c not in (path_col, "split")]
         try:
             vectors = [np.array([int(r[t] or 0) for t in tags], np.uint8) for r in rows]
         except ValueError:
-            raise UsageError(labels_path, "tag columns must hold 0 or 1 (or use one 'tags' column)") from None
+            raise UsageError(source, "tag columns must hold 0 or 1 (or use one 'tags' column)") from None
     if not tags:
-        raise UsageError(labels_path, "names no tags")
-    fractions = {"valid": valid_frac, "test": test_frac}  # train: the rest
-    splits = assign_splits([_given_split(r) for r in rows], vectors, seed, fractions, str(labels_path))
-    root = Path(audio_root).expanduser()
-    clips = [Clip(r[path_col], str(root / r[path_col]), v, split) for r, v, split in zip(rows, vectors, splits)]
-    return TagDataset("csv", tags, clips, root=root)
+        raise UsageError(source, "names no tags")
+    return tags, vectors
+
+
+@dataclass
+class _File:
+    path: str
+    labels: np.ndarray
+    split: str | None
+
+
+def _by_file(rows: list[dict], vectors: list[np.ndarray], path_col: str, root: Path,
+             source: Path) -> dict[str, _File]:
+    """Rows grouped by the file they name (key → file, in first-row order), labels merged: a
+    file in two clips could land in train and test at once, each with part of its labels."""
+    files: dict[str, _File] = {}
+    for row, vector in zip(rows, vectors):
+        written = row[path_col] or ""
+        if not written.strip():
+            raise UsageError(source, "has a row without a path", "fill it in or delete the row")
+        key, path = _normalised(root, written)
+        split, known = _given_split(row), files.get(key)
+        if known is None:
+            files[key] = _File(path, vector.copy(), split)
+            continue
+        if split and known.split and split != known.split:
+            raise UsageError(source, f"{key} is given two splits, {known.split} and {split}",
+                             "give all rows of a file the same split, or leave it empty")
+        known.labels |= vector
+        known.split = known.split or split
+    return files
+
+
+def _normalised(root: Path, written: str) -> tuple[str, str]:
+    """(key, absolute path) of a path as a label file writes it: resolved against ``root``, so
+    ``a.wav``, ``./a.wav``, ``sub/../a.wav`` and a link to it are one file; the key is relative
+    to ``root`` when the file is inside it (a moved music folder keeps its clips' splits)."""
+    path = (root / written).resolve()
+    try:
+        return path.relative_to(root.resolve()).as_posix(), str(path)
+    except ValueError:  # outside the root: ../x.wav, or an absolute path elsewhere
+        return path.as_posix(), str(path)
 
 
 def _given_split(row: dict) -> str | None:
@@ -167,8 +265,9 @@ def _given_split(row: dict) -> str | None:
 def default_cache_dir(data: TagDataset) -> Path:
     """``tagger/training/FOLDER-HASH`` in the user cache folder (platformdirs, so
     ``$XDG_CACHE_HOME`` on Linux), one per audio folder: entries are keyed by the path relative
-    to it, so datasets over different folders never collide, and label files (or MTAT and a CSV)
-    over the same folder share its decoded clips."""
+    to it, so label files (or MTAT and a CSV) over the same folder share its decoded clips. Each
+    entry records its source's absolute path too, so folders with the same layout under one
+    ``--cache`` never take each other's clips."""
     root = (data.root or Path(".")).expanduser().absolute()
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", root.name)[:40] or "root"
     digest = hashlib.sha1(str(root).encode()).hexdigest()[:12]
@@ -200,8 +299,8 @@ def _decode_clip(args: tuple[str, str, str]) -> tuple[str, dict | None, str | No
         np.save(f, audio)  # a file object: np.save would add .npy to the temporary's name
     st = os.stat(source)
     return key, {"file": os.path.relpath(target, Path(target).parent.parent), "samples": int(len(audio)),
-                 "crc32": zlib.crc32(audio.tobytes()), "source_size": st.st_size,
-                 "source_mtime_ns": st.st_mtime_ns}, None
+                 "crc32": zlib.crc32(audio.tobytes()), "source": os.path.abspath(source),
+                 "source_size": st.st_size, "source_mtime_ns": st.st_mtime_ns}, None
 
 
 class Cache:
@@ -224,10 +323,12 @@ class Cache:
                        "failed": self.failed}, f)
 
     def valid(self, key: str, source: str, full: bool = True) -> bool:
-        """Whether the entry can be trusted: the source is unchanged and the cached samples are
-        there (``full``: and their CRC-32 matches, which reads them all)."""
+        """Whether the entry can be trusted: it was decoded from this very file (another audio
+        folder with the same layout has the same keys; entries older than the ``source`` field
+        are decoded again), the source is unchanged and the cached samples are there (``full``:
+        and their CRC-32 matches, which reads them all)."""
         e = self.entries.get(key)
-        if e is None:
+        if e is None or e.get("source") != os.path.abspath(source):
             return False
         try:
             st = os.stat(source)

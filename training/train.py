@@ -19,11 +19,12 @@ from torch.utils.data import DataLoader
 from tagger.cnn import ShortChunkCNN, baseline_config, report_config, report_frontend
 from tagger.errors import UsageError
 from tagger.inference import resolve_device
+from tagger.modelcard import read_card
 from tagger.modelfile import ModelCard, load_model, save_model
 from training.augment import build_augment
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig
-from training.data import Cache, Clip, CropDataset, TagDataset
+from training.data import Cache, Clip, CropDataset, TagDataset, describe_change, recorded_data
 from training.evaluate import evaluate
 from training.losses import make_loss
 
@@ -106,8 +107,9 @@ def train(data: TagDataset, cache: Cache, out_dir: str | Path, config: TrainConf
     ckpt_path, best_path, model_path = out / "checkpoint.safetensors", out / "best.safetensors", out / "model.safetensors"
     # best_epoch 0: none yet; best_roc < 0: no epoch ranked by validation yet
     state = {"epochs_done": 0, "best_roc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    summary = data.summary()  # saved with every checkpoint: a resumed run must see the same data
     if resume:
-        state = _resume(ckpt_path, model, optimizer, config)
+        state = _resume(ckpt_path, model, optimizer, config, summary, best_path)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     result = TrainResult(model_path, [EpochLog(**h) for h in state["history"]])
     generator = torch.Generator(device=dev).manual_seed(config.seed)
@@ -145,7 +147,7 @@ def train(data: TagDataset, cache: Cache, out_dir: str | Path, config: TrainConf
                        valid["tags_evaluated"], seen / seconds, wait / seconds, seconds, better)
         result.history.append(log)
         state.update(epochs_done=number, history=[vars(h) for h in result.history])
-        save_checkpoint(ckpt_path, model, optimizer, dict(state, config=config.to_dict()))
+        save_checkpoint(ckpt_path, model, optimizer, dict(state, config=config.to_dict(), data=summary))
         _write_logs(out, result.history)
         if on_epoch:
             on_epoch(log)
@@ -195,7 +197,7 @@ def _cached_split(data: TagDataset, cache: Cache, split: str) -> list[Clip]:
 
 
 def _resume(ckpt_path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            config: TrainConfig) -> dict:
+            config: TrainConfig, data: dict, best_path: Path) -> dict:
     if not ckpt_path.is_file():
         raise UsageError(ckpt_path, "no checkpoint to resume from")
     state = load_checkpoint(ckpt_path, model, optimizer)
@@ -206,7 +208,25 @@ def _resume(ckpt_path: Path, model: torch.nn.Module, optimizer: torch.optim.Opti
     if replace(saved, epochs=config.epochs, patience=config.patience) != config:
         raise UsageError(ckpt_path, "was trained with another configuration",
                          "resume with the same options (only --epochs and --patience may change)")
+    # other clips, labels or splits would mix two datasets in one run, and could put clips it
+    # has trained on into its test split
+    recorded = _recorded(state, best_path)
+    if recorded is None:
+        raise UsageError(ckpt_path, "does not record the data it was trained on", "start a new run with another --out")
+    change = describe_change(recorded, data)
+    if change:
+        raise UsageError(ckpt_path, f"was trained on other data: {change}",
+                         "resume on the same data, or start a new run with another --out")
     return state
+
+
+def _recorded(state: dict, best_path: Path) -> dict | None:
+    """The summary of the data the checkpoint's run was trained on (None: unknown). Checkpoints
+    from before it was saved in them have it in the best epoch's model file."""
+    if "data" in state:
+        return state["data"]
+    card = read_card(best_path) if best_path.is_file() else None
+    return recorded_data(card.provenance, card.tags) if card else None
 
 
 def _export(result: TrainResult, data: TagDataset, cache: Cache, config: TrainConfig, best_path: Path,

@@ -12,8 +12,8 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from tagger.cli.common import stderr_console, stdout_console
-from tagger.errors import UsageError
+from tagger.cli.common import stderr_console, stdout_console, warn
+from tagger.errors import CommandLineError
 from training.config import Activation, Arch, DatasetKind, Loss, Optimizer, Split
 
 
@@ -34,16 +34,47 @@ DEVICE = typer.Option("auto", "--device", metavar="[auto|cpu|cuda|cuda:N]", help
 
 
 def _dataset(dataset: DatasetKind, data_dir, split_dir, labels, audio_root):
-    # the CSV split does not follow --seed: evaluate must see the same test clips as train did
+    # options missing for the dataset are a command-line error (exit 2), checked before the
+    # torch import; what is wrong with the data itself is a UsageError of the loader (exit 1)
+    if dataset is DatasetKind.mtat and data_dir is None:
+        raise CommandLineError(None, "--dataset mtat needs --data-dir")
+    if dataset is DatasetKind.csv and (labels is None or audio_root is None):
+        raise CommandLineError(None, "--dataset csv needs --labels and --audio-root")
     from training.data import load_csv, load_mtat
 
     if dataset is DatasetKind.mtat:
-        if data_dir is None:
-            raise UsageError(None, "--dataset mtat needs --data-dir")
         return load_mtat(data_dir, split_dir)
-    if labels is None or audio_root is None:
-        raise UsageError(None, "--dataset csv needs --labels and --audio-root")
+    # the CSV split does not follow --seed: evaluate must see the same test clips as train did
     return load_csv(labels, audio_root)
+
+
+def _augmentations(augment: str) -> list[str]:
+    from training.augment import AUGMENT_PRESETS
+
+    names = AUGMENT_PRESETS.get(augment, [a.strip() for a in augment.split(",") if a.strip()])
+    unknown = [a for a in names if a not in ("polarity", "gain", "pitch")]
+    if unknown:
+        raise CommandLineError(None, f"unknown augmentation(s) {', '.join(unknown)}",
+                               "use none, report or polarity,gain,pitch")
+    return names
+
+
+BLOCKS = {Arch.report: 6, Arch.baseline: 4}  # conv blocks per architecture: one width each
+
+
+def _widths(widths: str | None, arch: Arch) -> tuple[int, ...] | None:
+    if not widths:
+        return None
+    try:
+        values = tuple(int(w) for w in widths.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise CommandLineError(None, f"--widths must be comma-separated positive numbers, not {widths!r}")
+    if len(values) != BLOCKS[arch]:
+        raise CommandLineError(None, f"--widths for --arch {arch.value} needs {BLOCKS[arch]} numbers, one per "
+                               f"block, not {len(values)}")
+    return values
 
 
 def _prepare(data, cache_dir: Path | None, workers: int, full_check: bool):
@@ -91,22 +122,15 @@ def train_command(
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last epoch."),
 ) -> None:
     """Train on MTAT or your own labels; the best epoch becomes RUN/model.safetensors."""
+    # the options first: a bad value exits 2 before any data is read
+    names, width_list = _augmentations(augment), _widths(widths, arch)
     data = _dataset(dataset, data_dir, split_dir, labels, audio_root)
     if prepare_only:
         _prepare(data, cache, workers, full_check=True)
         return
-    from training.augment import AUGMENT_PRESETS
     from training.config import TrainConfig
     from training.train import train
 
-    names = AUGMENT_PRESETS.get(augment, [a.strip() for a in augment.split(",") if a.strip()])
-    unknown = [a for a in names if a not in ("polarity", "gain", "pitch")]
-    if unknown:
-        raise UsageError(None, f"unknown augmentation(s) {', '.join(unknown)}", "use none, report or polarity,gain,pitch")
-    try:
-        width_list = tuple(int(w) for w in widths.split(",")) if widths else None
-    except ValueError:
-        raise UsageError(None, f"--widths must be comma-separated numbers, not {widths!r}") from None
     config = TrainConfig(arch=arch.value, widths=width_list, activation=activation.value,
                          optimizer=optimizer.value, lr=lr, loss=loss.value, focal_gamma=focal_gamma,
                          focal_alpha=focal_alpha, batch_size=batch_size, epochs=epochs, patience=patience,
@@ -178,6 +202,7 @@ def evaluate_command(
 
     data = _dataset(dataset, data_dir, split_dir, labels, audio_root)
     net = load_model(model, resolve_device(device))
+    _warn_if_other_data(model, net.card, data, split.value)
     cache_obj = _prepare(data, cache, workers, full_check=False)
     metrics = evaluate(net, cache_obj, data.split(split.value), data.tags, chunks)
     out = out or Path(f"eval-{net.card.name}-{split.value}")
@@ -186,3 +211,15 @@ def evaluate_command(
     console.print(f"{net.card.name} on {data.name} {split.value} ({metrics['clips']} clips, "
                   f"{metrics['tags_evaluated']} tags): ROC-AUC {metrics['roc_auc']:.4f}, PR-AUC {metrics['pr_auc']:.4f}")
     console.print("wrote " + ", ".join(str(f) for f in files))
+
+
+def _warn_if_other_data(model: str, card, data, split: str) -> None:
+    """A model tagger train wrote records its data: when this dataset is another one (more
+    rows, other labels, other splits), its split may hold clips the model was trained on."""
+    from training.data import describe_change, recorded_data
+
+    recorded = recorded_data(card.provenance, card.tags)
+    change = describe_change(recorded, data.summary()) if recorded else None
+    if change:
+        warn(f"warning: {model} was trained on other data than this ({change}): its {split} split may "
+             f"hold clips the model was trained on, and the metrics be too high")
