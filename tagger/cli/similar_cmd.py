@@ -1,0 +1,173 @@
+"""``tagger similar`` and ``tagger radio``: more like this, by embedding.
+
+stdout holds only the results in the chosen format; notes (a file embedded now, tracks of
+other models left out, the radio's random seed) go to stderr.
+"""
+
+from __future__ import annotations
+
+import csv
+import enum
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from tagger.cli.common import DB_OPTION, db_path, plural, printable, stdout_console, warn
+from tagger.fields import TRACK_METADATA
+
+if TYPE_CHECKING:
+    from tagger.similar import Neighbour, Neighbourhood
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+    m3u = "m3u"
+    paths = "paths"
+
+
+FORMAT_OPTION = typer.Option(Format.table, "--format", "-f", help="Output format.")
+
+
+def _neighbourhood(db: str | None) -> Neighbourhood:
+    from tagger.library import Library  # SQLAlchemy and numpy: not needed for --help
+    from tagger.similar import Neighbourhood
+
+    return Neighbourhood(Library(db_path(db), create=False))
+
+
+def similar_command(
+    target: str = typer.Argument(..., metavar="TRACK_OR_FILE", show_default=False,
+                                 help="A library track (any path to it) or an audio file, embedded now."),
+    top: int = typer.Option(20, "-n", "--top", min=1, metavar="N", help="How many tracks."),
+    fmt: Format = FORMAT_OPTION,
+    same_model: bool = typer.Option(False, "--same-model",
+                                    help="Compare with the tracks of the track's own model (default: "
+                                         "the library's model, embedding the file with it if need be)."),
+    db: str = DB_OPTION,
+) -> None:
+    """The tracks nearest to one track or file by embedding, most similar first.
+
+    Similarity is the cosine of the embeddings standardised over the library (the best of the
+    measured choices, RESULTS.md). The track itself and its copies (same content) are left out."""
+    result = _neighbourhood(db).similar(target, top, same_model)
+    if result.embedded:
+        why = "is not in the library" if result.query.track is None else "was scanned by another model"
+        warn(f"{printable(result.query.path)} {why}: embedded it now with {result.query.model.name}")
+    WRITERS[fmt](result.neighbours)
+    if result.other_models:
+        warn(f"{plural(result.other_models, 'track')} scored by other models are not compared"
+             + ("" if same_model else " (--same-model compares a track with those of its own model)"))
+    if not result.neighbours:
+        warn("no other track to compare with")
+
+
+def radio_command(
+    seeds: list[str] = typer.Argument(..., metavar="SEED", show_default=False,
+                                      help="Tracks (or audio files) to start from; the playlist opens with them."),
+    top: int = typer.Option(50, "-n", "--top", min=1, metavar="N", help="How many tracks, seeds included."),
+    fmt: Format = FORMAT_OPTION,
+    max_per_artist: int = typer.Option(None, "--max-per-artist", min=1, metavar="K", show_default=False,
+                                       help="At most K tracks of one artist (else album artist, album, "
+                                            "folder). Default: no limit."),
+    seed: int = typer.Option(None, "--seed", min=0, metavar="S", show_default=False,
+                             help="Random seed: the same S gives the same playlist. Default: a new one."),
+    db: str = DB_OPTION,
+) -> None:
+    """A playlist that walks the seeds' neighbourhood: no track twice, near the seeds.
+
+    Each next track is one of the five best by similarity to the track before and to the
+    nearest seed, drawn at random: --seed S repeats a playlist."""
+    result = _neighbourhood(db).radio(seeds, top, max_per_artist, seed)
+    WRITERS[fmt](result.tracks)
+    if seed is None:
+        warn(f"--seed {result.seed} repeats this playlist")
+    if result.short:
+        why = f" with at most {max_per_artist} per artist" if max_per_artist else ""
+        warn(f"only {plural(len(result.tracks), 'track')}{why}: the library has no more")
+
+
+# --- output ---------------------------------------------------------------------------------
+def _display_name(r: Neighbour) -> str:
+    """"Artist - Title" as players show it, whichever of the two the file has, else ''."""
+    return " - ".join(str(v) for v in (r.meta.get("artist"), r.meta.get("title")) if v)
+
+
+def _mmss(seconds: float | None) -> str:
+    return "" if seconds is None else f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def _table(rows: list[Neighbour]) -> None:
+    table = Table(show_edge=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("similarity", justify="right")
+    table.add_column("time", justify="right")
+    named = any(_display_name(r) for r in rows)
+    if named:
+        table.add_column("track")
+    table.add_column("path", overflow="fold")
+    for r in rows:
+        sim = "seed" if r.seed else f"{r.similarity:.3f}"
+        track = [escape(printable(_display_name(r)))] if named else []
+        table.add_row(str(r.rank), sim, _mmss(r.duration_s), *track, escape(printable(r.path)))
+    stdout_console().print(table)
+
+
+def _record(r: Neighbour) -> dict:
+    return {"rank": r.rank, "path": r.path, "similarity": round(r.similarity, 6), "seed": r.seed,
+            "duration_s": None if r.duration_s is None else round(r.duration_s, 3), "format": r.format,
+            **{k: r.meta.get(k) for k in TRACK_METADATA}}
+
+
+def _json(rows: list[Neighbour]) -> None:
+    json.dump([_record(r) for r in rows], sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _jsonl(rows: list[Neighbour]) -> None:
+    for r in rows:
+        sys.stdout.write(json.dumps(_record(r), ensure_ascii=False) + "\n")
+
+
+def _csv(rows: list[Neighbour]) -> None:
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["rank", "similarity", "seed", "duration_s", "format", *TRACK_METADATA, "path"])
+    for r in rows:
+        writer.writerow([r.rank, f"{r.similarity:.6f}", int(r.seed),
+                         "" if r.duration_s is None else f"{r.duration_s:.3f}", r.format or "",
+                         *["" if r.meta.get(k) is None else r.meta[k] for k in TRACK_METADATA], r.path])
+
+
+def _one_per_line(rows: list[Neighbour], fmt: str) -> list[Neighbour]:
+    """The rows a one-path-per-line format can hold (a line break in a path would make it two
+    entries): the others are left out, and counted on stderr."""
+    kept = [r for r in rows if "\n" not in r.path and "\r" not in r.path]
+    if len(kept) < len(rows):
+        warn(f"skipped {plural(len(rows) - len(kept), 'track')} whose path has a line break "
+             f"({fmt} cannot hold it; --format json, jsonl or csv can)")
+    return kept
+
+
+def _m3u(rows: list[Neighbour]) -> None:
+    lines = ["#EXTM3U"]
+    for r in _one_per_line(rows, "m3u"):
+        name = _display_name(r).replace("\n", " ").replace("\r", " ") or Path(r.path).stem
+        lines.append(f"#EXTINF:{round(r.duration_s or -1)},{name}")
+        lines.append(r.path)
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _paths(rows: list[Neighbour]) -> None:
+    for r in _one_per_line(rows, "paths"):
+        sys.stdout.write(r.path + "\n")
+
+
+WRITERS = {Format.table: _table, Format.json: _json, Format.jsonl: _jsonl, Format.csv: _csv,
+           Format.m3u: _m3u, Format.paths: _paths}
