@@ -194,6 +194,8 @@ class Library:
                                for t, p in zip(model.tag_ids, r.probabilities)]
                 emb_rows.append({"track_id": track_id, "model_id": model.id,
                                  "vector": np.asarray(r.embedding, dtype="<f2").tobytes()})
+            score_rows += self._learned_score_rows(conn, model, [(existing[r.path], r.embedding)
+                                                                 for r in results if not r.error])
             if score_rows:
                 conn.execute(insert(scores), score_rows)
                 conn.execute(insert(embeddings), emb_rows)
@@ -334,6 +336,107 @@ class Library:
             if (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino):
                 return r
         return None
+
+    # --- learned tags (tagger.learned fits them; their scores are rows of scores) ---------
+    def embeddings_of(self, model: StoredModel) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids int64 [N], embeddings float32 [N, E]) of the model's 'ok' tracks, by id."""
+        import numpy as np
+
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(embeddings.c.track_id, embeddings.c.vector)
+                                .join(tracks, tracks.c.id == embeddings.c.track_id)
+                                .where(tracks.c.status == "ok", tracks.c.model_id == model.id,
+                                       embeddings.c.model_id == model.id)
+                                .order_by(embeddings.c.track_id)).all()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return ids, np.zeros((0, 0), dtype=np.float32)
+        x = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f2").reshape(len(rows), -1)
+        return ids, x.astype(np.float32)
+
+    def learned_tag_rows(self, name: str | None = None) -> list:
+        """Rows of the learned tags (all, or the one named ``name``), by name: tag_id, name,
+        model_id, model_name, sha256, weights, bias, mean, scale, examples, created_at and
+        tracks (how many tracks it scores)."""
+        n = select(func.count()).where(scores.c.tag_id == tags.c.id).scalar_subquery()
+        q = (select(learned_tags, tags.c.raw.label("name"), tags.c.model_id, models.c.name.label("model_name"),
+                    models.c.sha256, n.label("tracks"))
+             .join(tags, tags.c.id == learned_tags.c.tag_id).join(models, models.c.id == tags.c.model_id)
+             .order_by(tags.c.raw))
+        if name is not None:
+            q = q.where(tags.c.raw == name)
+        with self.engine.connect() as conn:
+            return conn.execute(q).all()
+
+    def store_learned(self, model: StoredModel, name: str, classifier: dict, examples: dict,
+                      track_ids: Sequence[int], probs: Sequence[float]) -> bool:
+        """Store learned tag ``name`` of ``model`` (``classifier``: the learned_tags columns)
+        with its scores of ``track_ids``, in one transaction. A learned tag of that name, on
+        any model, is replaced; returns whether there was one."""
+        with self.engine.begin() as conn:
+            old = conn.execute(select(tags.c.id, tags.c.model_id).join(learned_tags, learned_tags.c.tag_id == tags.c.id)
+                               .where(tags.c.raw == name)).all()
+            keep = next((tid for tid, mid in old if mid == model.id), None)
+            for tid, _ in old:
+                conn.execute(delete(scores).where(scores.c.tag_id == tid))
+                if tid != keep:
+                    conn.execute(delete(learned_tags).where(learned_tags.c.tag_id == tid))
+                    conn.execute(delete(tags).where(tags.c.id == tid))
+            values = dict(classifier, examples=examples, created_at=time.time())
+            if keep is None:
+                idx = conn.execute(select(func.max(tags.c.idx)).where(tags.c.model_id == model.id)).scalar_one()
+                keep = conn.execute(insert(tags).values(model_id=model.id, idx=idx + 1, raw=name, name=name)
+                                    ).inserted_primary_key[0]
+                conn.execute(insert(learned_tags).values(tag_id=keep, **values))
+            else:
+                conn.execute(update(learned_tags).where(learned_tags.c.tag_id == keep).values(**values))
+            rows = [{"track_id": int(t), "tag_id": keep, "prob": float(p)} for t, p in zip(track_ids, probs)]
+            if rows:
+                conn.execute(insert(scores), rows)
+        return bool(old)
+
+    def remove_learned(self, name: str) -> bool:
+        """Delete learned tag ``name``, its classifier and its scores; False if there is none."""
+        with self.engine.begin() as conn:
+            ids = conn.execute(select(tags.c.id).join(learned_tags, learned_tags.c.tag_id == tags.c.id)
+                               .where(tags.c.raw == name)).scalars().all()
+            for tid in ids:
+                conn.execute(delete(scores).where(scores.c.tag_id == tid))
+                conn.execute(delete(learned_tags).where(learned_tags.c.tag_id == tid))
+                conn.execute(delete(tags).where(tags.c.id == tid))
+        return bool(ids)
+
+    def learned_counts(self, model: StoredModel, threshold: float) -> dict[str, int]:
+        """learned tag name → number of tracks whose probability is at least ``threshold``."""
+        if not model.learned:
+            return {}
+        with self.engine.connect() as conn:
+            by_id = dict(conn.execute(select(scores.c.tag_id, func.count()).where(
+                scores.c.tag_id.in_(model.learned.values()), scores.c.prob >= threshold)
+                .group_by(scores.c.tag_id)).all())
+        return {name: by_id.get(tid, 0) for name, tid in sorted(model.learned.items())}
+
+    def _learned_score_rows(self, conn, model: StoredModel, stored: Sequence[tuple[int, object]]) -> list[dict]:
+        """Score rows of the model's learned tags for ``(track_id, embedding)`` pairs, with the
+        classifiers as they are in this transaction. The embedding is rounded to float16 first,
+        as stored, so a track scores the same here as when its tag was learned."""
+        stored = [(t, e) for t, e in stored if e is not None]
+        if not stored:
+            return []
+        classifiers = conn.execute(select(learned_tags).join(tags, tags.c.id == learned_tags.c.tag_id)
+                                   .where(tags.c.model_id == model.id)).all()
+        if not classifiers:
+            return []
+        import numpy as np
+
+        from tagger.learned import Classifier
+
+        x = np.stack([np.asarray(e, dtype="<f2") for _, e in stored]).astype(np.float32)
+        rows = []
+        for c in classifiers:
+            probs = Classifier.from_blobs(c.weights, c.bias, c.mean, c.scale).probabilities(x)
+            rows += [{"track_id": t, "tag_id": c.tag_id, "prob": float(p)} for (t, _), p in zip(stored, probs)]
+        return rows
 
 
 

@@ -8,7 +8,8 @@ and ``--min`` applies to that combined score.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Select, func, literal, select, union_all
@@ -18,7 +19,7 @@ from sqlalchemy.sql.functions import GenericFunction
 from tagger.errors import UsageError
 from tagger.library import StoredModel
 from tagger.store.schema import TRACK_METADATA, scores, tracks
-from tagger.vocab import Vocabulary
+from tagger.vocab import Vocabulary, tag_name
 
 
 class least(GenericFunction):  # noqa: N801 — SQL function name
@@ -102,13 +103,17 @@ class TrackQuery:
     where: tuple[Filter, ...] = ()
 
 
-def parse_terms(vocab: Vocabulary, tags: Sequence[str], not_tags: Sequence[str] = ()) -> tuple[Term, ...]:
-    """Resolve tag names and groups; an unknown name is an error that suggests close ones."""
+def parse_terms(vocab: Vocabulary, tags: Sequence[str], not_tags: Sequence[str] = (),
+                learned: Collection[str] = ()) -> tuple[Term, ...]:
+    """Resolve tag names, groups and the names of ``learned`` tags (a learned tag stands for
+    itself); an unknown name is an error that suggests close ones."""
     terms = []
     for text, negate in [(t, False) for t in tags] + [(t, True) for t in not_tags]:
         raw = vocab.resolve(text)
+        if raw is None and tag_name(text) in learned:
+            raw = [tag_name(text)]
         if raw is None:
-            close = vocab.suggest(text)
+            close = difflib.get_close_matches(tag_name(text), vocab.names() + sorted(learned), n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}?" if close else "run 'tagger tags' for the list"
             raise UsageError(None, f"unknown tag {text!r}", hint)
         terms.append(Term(text, tuple(raw), negate))
@@ -117,9 +122,32 @@ def parse_terms(vocab: Vocabulary, tags: Sequence[str], not_tags: Sequence[str] 
     return tuple(terms)
 
 
+def model_terms(library, model: StoredModel, tags: Sequence[str], not_tags: Sequence[str] = ()) -> tuple[Term, ...]:
+    """``parse_terms`` for a stored model, with its learned tags. A name learned on another
+    model is an error that says which, and how to learn it again on this one."""
+    for text in [*tags, *not_tags]:
+        name = tag_name(text)
+        if model.vocabulary.resolve(text) is None and name not in model.learned:
+            other = library.learned_tag_rows(name)
+            if other:
+                from tagger.learned import relearn_hint
+
+                row = other[0]
+                still = (f"; --model {row.model_name} ranks the {row.tracks} tracks it still scores"
+                         if row.tracks else "")
+                raise UsageError(None, f"{name!r} was learned on {row.model_name}, not on {model.name} "
+                                 "(whose scores are ranked here)",
+                                 f"learn it again on {model.name}: {relearn_hint(name, row.examples)}{still}")
+    return parse_terms(model.vocabulary, tags, not_tags, model.learned)
+
+
+def _tag_id(model: StoredModel, raw: str) -> int:
+    """The tags row of a raw tag of the model, or of one of its learned tags."""
+    return model.learned[raw] if raw in model.learned else model.tag_id(raw)
+
+
 _ROW_COLUMNS = (tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format,
                 *(tracks.c[k] for k in TRACK_METADATA))
-
 
 def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
     """One positive term with a limit: an exact top-N from index range scans.
@@ -132,7 +160,7 @@ def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
     term = q.terms[0]
     parts = []
     for raw in term.raw:
-        part = select(scores.c.track_id, scores.c.prob).where(scores.c.tag_id == model.tag_id(raw))
+        part = select(scores.c.track_id, scores.c.prob).where(scores.c.tag_id == _tag_id(model, raw))
         if q.min_score is not None:
             part = part.where(scores.c.prob >= q.min_score)
         parts.append(select(part.order_by(scores.c.prob.desc()).limit(q.top + not_ok).subquery()))
@@ -152,7 +180,7 @@ def compile_query(q: TrackQuery, model: StoredModel, not_ok: int = 0) -> Select:
     term_cols = []
     stmt = select(*_ROW_COLUMNS)
     for i, term in enumerate(q.terms):
-        ids = [model.tag_id(raw) for raw in term.raw]
+        ids = [_tag_id(model, raw) for raw in term.raw]
         sub = select(scores.c.track_id, func.max(scores.c.prob).label("p")).where(scores.c.tag_id.in_(ids))
         if q.min_score is not None and not term.negate:
             # every term's score must reach --min for the minimum to; lets the index prune

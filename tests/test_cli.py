@@ -18,7 +18,7 @@ from conftest import ROOT, run_cli, sine, write_audio
 
 EXAMPLES = ROOT / "examples"
 COMMANDS = [[], ["scan"], ["query"], ["show"], ["tags"], ["stats"], ["prune"], ["write"], ["tag"], ["models"],
-            ["models", "info"], ["models", "convert-musicnn"], ["train"], ["evaluate"]]
+            ["models", "info"], ["models", "convert-musicnn"], ["train"], ["evaluate"], ["learn"]]
 
 
 def _run(*args, env: dict) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import pytest
 from conftest import run_cli, sine, write_audio
 
 HELP = [["--help"], *([c, "--help"] for c in ("scan", "query", "show", "tags", "stats", "prune", "write",
-                                              "tag", "evaluate", "models", "train")),
+                                              "tag", "evaluate", "models", "train", "similar", "radio", "learn")),
         ["models", "info", "--help"], ["models", "convert-musicnn", "--help"]]
 
 
@@ -64,7 +64,9 @@ def test_model_free_commands_import_no_torch(library):
     root, db = library
     for args in (["query", "--db", db, "-t", "piano", "-f", "json"], ["show", root / "a.wav", "--db", db],
                  ["tags", "--db", db], ["stats", "--db", db], ["prune", "--db", db],
-                 ["write", "--dry-run", "--db", db], ["models"], ["models", "info", "musicnn-mtt"]):
+                 ["write", "--dry-run", "--db", db], ["models"], ["models", "info", "musicnn-mtt"],
+                 ["similar", root / "a.wav", "--db", db], ["radio", root / "b.wav", "--db", db, "--seed", "1"],
+                 ["learn", "sine", "--like", root / "a.wav", "--db", db], ["learn", "--list", "--db", db]):
         result, modules = imported_modules(*args)
         assert result.returncode == 0, (args, result.stderr[-2000:])
         chain = torch_chain(modules)

@@ -42,12 +42,14 @@ def show_command(file: Path = typer.Argument(..., help="A scanned audio file (an
         raise TaggerError(row.path, f"has no scores: {row.status}: {reason}")
     scores = library.track_scores(row.id)
     stored = library.model(model_id=row.model_id)
+    learned = {k: scores.pop(k) for k in list(scores) if k in stored.learned}  # tagger learn's
     groups = {g: max(scores[m] for m in members) for g, members in stored.vocabulary.groups.items()}
     own = {k: getattr(row, k) for k in TRACK_METADATA if getattr(row, k, None) is not None}
     if as_json:
         print(json.dumps({"path": row.path, "model": stored.name, "duration_s": row.duration_s, **own,
                           "tags": dict(sorted(scores.items(), key=lambda kv: -kv[1])),
-                          "groups": dict(sorted(groups.items(), key=lambda kv: -kv[1]))}, indent=1))
+                          "groups": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
+                          "learned": dict(sorted(learned.items(), key=lambda kv: -kv[1]))}, indent=1))
         return
     console = stdout_console()
     console.print(f"[bold]{escape(printable(row.path))}[/bold]  [dim]{row.duration_s or 0:.1f} s, "
@@ -57,8 +59,11 @@ def show_command(file: Path = typer.Argument(..., help="A scanned audio file (an
     table = Table(show_edge=False)
     for col, just in (("tag", "left"), ("name", "left"), ("probability", "right"), ("", "left")):
         table.add_column(col, justify=just)
-    for raw, p in sorted(scores.items(), key=lambda kv: -kv[1]):
-        table.add_row(raw, query_name(stored.vocabulary, raw), f"{p:.3f}", bar(p))
+    for raw, p in sorted({**scores, **learned}.items(), key=lambda kv: -kv[1]):
+        if raw in learned:
+            table.add_row("[dim](learned)[/dim]", escape(raw), f"{p:.3f}", bar(p))
+        else:
+            table.add_row(raw, query_name(stored.vocabulary, raw), f"{p:.3f}", bar(p))
     console.print(table)
     if groups:
         console.print("groups: " + ", ".join(f"{g} {p:.3f}" for g, p in sorted(groups.items(), key=lambda kv: -kv[1])))
@@ -83,11 +88,15 @@ def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0,
     vocab = stored.vocabulary
     counts = library.tag_counts(stored, min_score)
     groups = library.group_counts(stored, min_score)
+    learned = library.learned_counts(stored, min_score)  # tagger learn's, on this model
+    liked = {r.name: r.examples.get("like") for r in library.learned_tag_rows() if r.model_id == stored.id} \
+        if learned else {}
     if as_json:
         print(json.dumps({"model": stored.name, "min": min_score,
                           "tags": {tag_name(t): {"raw": t, "query": query_name(vocab, t), "tracks": n}
                                    for t, n in counts.items()},
-                          "groups": {g: {"members": vocab.groups[g], "tracks": n} for g, n in groups.items()}},
+                          "groups": {g: {"members": vocab.groups[g], "tracks": n} for g, n in groups.items()},
+                          "learned": {t: {"liked": liked.get(t), "tracks": n} for t, n in learned.items()}},
                          indent=1))
         return
     console = stdout_console()
@@ -98,6 +107,9 @@ def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0,
     table.add_column("tracks", justify="right")
     for g, n in sorted(groups.items()):
         table.add_row(f"[bold]{g}[/bold]", "group", ", ".join(vocab.groups[g]), str(n))
+    for t, n in learned.items():
+        table.add_row(f"[bold]{escape(t)}[/bold]", "learned", f"from {liked.get(t)} liked tracks (tagger learn)",
+                      str(n))
     for t, n in sorted(counts.items(), key=lambda kv: -kv[1]):
         table.add_row(query_name(vocab, t), "tag", t, str(n))
     console.print(table)

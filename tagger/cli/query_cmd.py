@@ -56,11 +56,11 @@ def query_command(
     …) scores the maximum of its members. Notes (tracks of other models left out, no good
     match) go to stderr: stdout holds only the results."""
     from tagger.library import Library  # SQLAlchemy and numpy: not needed for --help
-    from tagger.query import TrackQuery, parse_terms, parse_where, run_query
+    from tagger.query import TrackQuery, model_terms, parse_where, run_query
 
     library = Library(db_path(db), create=False)
     stored = library.model(name=model)
-    terms = parse_terms(stored.vocabulary, tag, not_tag)
+    terms = model_terms(library, stored, tag, not_tag)
     rows = run_query(library, TrackQuery(terms, min_score, top or None, parse_where(where)), stored)
     WRITERS[fmt](rows, terms)
     _note_other_models(library.model_counts(), stored.id)

@@ -1,0 +1,140 @@
+"""`tagger learn` at 100,000 tracks: learning a tag from 200 examples, scoring the whole library.
+
+    python benchmarks/learn_speed.py [--tracks 100000] [--db /tmp/tagger-learn-bench.db] [--reuse]
+
+Builds a library as benchmarks/store.py does (synthetic results written through Library.save,
+256 tracks per transaction), except that the float16 embeddings come from 50 clusters
+(centre + noise) so that a tag has something to learn. 200 tracks of one cluster go into an
+.m3u; then the real command line runs, as a whole process, five times:
+
+    tagger learn bench --like 200.m3u            (first: a new tag; then re-learning it)
+
+and the phases are timed once more in-process. ``--reuse`` keeps a database built before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from tagger.library import Library, TrackResult
+from tagger.modelfile import read_card
+
+CLUSTERS = 50
+
+
+def path_of(i: int) -> str:
+    return f"/music/artist{i // 200:04d}/album{i // 12:05d}/track{i:06d}.mp3"
+
+
+def cluster_of(i: int) -> int:
+    return (i * 7919) % CLUSTERS
+
+
+def build(db: str, n: int) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(db + suffix):
+            os.remove(db + suffix)
+    lib = Library(db)
+    model = lib.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((CLUSTERS, 256)).astype(np.float32)
+    t0 = time.perf_counter()
+    for start in range(0, n, 256):
+        batch = [TrackResult(path_of(i), 5_000_000 + i, 1_700_000_000_000_000_000 + i, f"{i:040x}", "mp3", 240.0,
+                             16, rng.beta(0.4, 4.0, 50).astype(np.float32),
+                             centres[cluster_of(i)] + 1.5 * rng.standard_normal(256).astype(np.float32))
+                 for i in range(start, min(start + 256, n))]
+        lib.save(batch, model)
+    with lib.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    print(f"built {n:,} tracks in {time.perf_counter() - t0:.0f} s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tracks", type=int, default=100_000)
+    ap.add_argument("--db", default="/tmp/tagger-learn-bench.db")
+    ap.add_argument("--examples", type=int, default=200)
+    ap.add_argument("--reuse", action="store_true")
+    args = ap.parse_args()
+    if not (args.reuse and os.path.exists(args.db)):
+        build(args.db, args.tracks)
+    lib = Library(args.db, create=False)
+    lib.remove_learned("bench")
+    liked = [i for i in range(args.tracks) if cluster_of(i) == 0][:args.examples]
+    m3u = args.db + ".m3u"
+    with open(m3u, "w") as f:
+        f.write("#EXTM3U\n" + "".join(path_of(i) + "\n" for i in liked))
+    # the library's paths are not on this disk: an m3u entry is found by its stored path
+    times = []
+    for run in range(5):
+        t = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "tagger", "learn", "bench", "--like", m3u, "--db", args.db],
+                                capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        if result.returncode != 0:
+            sys.exit(result.stderr)
+        print(f"run {run + 1} ({'new tag' if run == 0 else 're-learn'}): {times[-1]:.2f} s whole process")
+        if run == 0:
+            print("  " + result.stdout.strip().replace("\n", "\n  "))
+    print(f"whole process, new tag {times[0]:.2f} s; re-learn median {statistics.median(times[1:]):.2f} s")
+    phases(lib, m3u)
+    check_ranking(lib, set(liked), args.tracks)
+
+
+def phases(lib: Library, m3u: str) -> None:
+    from tagger import examples
+    from tagger import learned as L
+
+    out = {}
+    t = time.perf_counter()
+    model = lib.model()
+    ex = examples.resolve(lib, model, [m3u], "--like")
+    out[f"resolve the .m3u ({len(ex.ids)} tracks)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    ids, x = lib.embeddings_of(model)
+    out[f"read {len(ids):,} embeddings"] = time.perf_counter() - t
+    t = time.perf_counter()
+    from sklearn.linear_model import LogisticRegression  # noqa: F401 - timed: tagger learn imports it
+    out["import scikit-learn's LogisticRegression"] = time.perf_counter() - t
+    t = time.perf_counter()
+    row = {int(v): i for i, v in enumerate(ids)}
+    liked = np.array(sorted(ex.ids))
+    neg = L.sample_negatives(ids, liked, 0)
+    mean, scale = L.standardiser(x)
+    z = (x[[row[int(i)] for i in np.concatenate([liked, neg])]] - mean) / scale
+    y = np.r_[np.ones(len(liked)), np.zeros(len(neg))]
+    folds, auc = L.cross_validate(z, y, 0)
+    out[f"standardise, sample, cross-validate ({folds}-fold, {len(y)} examples)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    w, b = L.fit(z, y, 0)
+    probs = L.Classifier(w, b, mean, scale).probabilities(x)
+    out["fit + score every track"] = time.perf_counter() - t
+    t = time.perf_counter()
+    lib.store_learned(model, "bench", L.Classifier(w, b, mean, scale).blobs(), {}, ids, probs)
+    out[f"store (replace {len(ids):,} score rows)"] = time.perf_counter() - t
+    for k, v in out.items():
+        print(f"  {k:<62} {v:6.2f} s")
+
+
+def check_ranking(lib: Library, liked: set[int], n: int) -> None:
+    from tagger.query import TrackQuery, model_terms, run_query
+
+    model = lib.model()
+    t = time.perf_counter()
+    rows = run_query(lib, TrackQuery(model_terms(lib, model, ["bench"]), None, 500), model)
+    took = time.perf_counter() - t
+    same = sum(cluster_of(int(r.path[-10:-4])) == 0 for r in rows)
+    print(f"query --tag bench --top 500: {took * 1000:.0f} ms; {same}/500 from the liked cluster "
+          f"({n // CLUSTERS} tracks in it)")
+
+
+if __name__ == "__main__":
+    main()

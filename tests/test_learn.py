@@ -1,0 +1,311 @@
+"""tagger learn: tags taught from examples, on a library of four families of distinct signals
+(piano-like notes, drum patterns, coloured noise, chords) written by the test and scanned once
+with the real command line."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, write_audio
+
+SR = 16000
+SECONDS = 6.0
+PER_FAMILY = 8
+EXAMPLES = 5  # members of a family a tag is learned from; the other 3 must rank first
+
+
+def piano(seed: int) -> np.ndarray:
+    """Decaying harmonic notes of a scale, a new one every 0.3–0.5 s."""
+    rng = np.random.default_rng(1000 + seed)
+    n = int(SECONDS * SR)
+    x = np.zeros(n)
+    root, step, t0 = 48 + seed % 7, rng.uniform(0.3, 0.5), 0.0
+    while t0 < SECONDS - 0.1:
+        f = 440 * 2 ** ((root + rng.choice([0, 2, 4, 5, 7, 9, 11, 12]) + 12 * rng.integers(0, 2) - 69) / 12)
+        start = int(t0 * SR)
+        t = np.arange(min(n - start, int(1.5 * SR))) / SR
+        note = sum(np.sin(2 * np.pi * f * h * t) * np.exp(-t * (2.5 + 1.5 * h)) / h ** 1.3 for h in range(1, 8))
+        x[start:start + len(t)] += note * np.minimum(1, t / 0.004)
+        t0 += step
+    return x
+
+
+def drums(seed: int) -> np.ndarray:
+    """Kick, snare and hi-hat in a pattern at 90–146 BPM."""
+    rng = np.random.default_rng(2000 + seed)
+    n = int(SECONDS * SR)
+    x = np.zeros(n)
+    step, pattern = 60 / (90 + 8 * seed) / 2, rng.integers(0, 2, 8)
+    i, t0 = 0, 0.0
+    while t0 < SECONDS - 0.2:
+        s = int(t0 * SR)
+        t = np.arange(min(n - s, int(0.25 * SR))) / SR
+        if i % 8 in (0, 3) or pattern[i % 8]:
+            x[s:s + len(t)] += np.sin(2 * np.pi * (50 * t + 100 * (1 - np.exp(-t * 30)) / 30)) * np.exp(-t * 12)
+        if i % 4 == 2:
+            x[s:s + len(t)] += 0.6 * rng.standard_normal(len(t)) * np.exp(-t * 25)
+        hl = min(len(t), int(0.04 * SR))
+        x[s:s + hl] += 0.25 * np.diff(rng.standard_normal(hl), prepend=0) * np.exp(-np.arange(hl) / SR * 80)
+        i, t0 = i + 1, t0 + step
+    return x
+
+
+def noise(seed: int) -> np.ndarray:
+    """White to brown noise, slowly swelling."""
+    rng = np.random.default_rng(3000 + seed)
+    n = int(SECONDS * SR)
+    f = np.fft.rfftfreq(n, 1 / SR)
+    f[0] = 1
+    x = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) / f ** ([0.0, 0.5, 1.0, 1.5][seed % 4] / 2), n)
+    return x * (1 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * np.arange(n) / SR))
+
+
+def chords(seed: int) -> np.ndarray:
+    """Sustained major and minor triads, a new one every 1–2 s."""
+    rng = np.random.default_rng(4000 + seed)
+    n = int(SECONDS * SR)
+    x = np.zeros(n)
+    dur, k = rng.uniform(1.0, 2.0), 0
+    while k * dur < SECONDS:
+        root, kind = 55 + rng.integers(0, 12), [0, 4, 7] if rng.random() < 0.5 else [0, 3, 7]
+        s, e = int(k * dur * SR), min(n, int((k + 1) * dur * SR))
+        t = np.arange(e - s) / SR
+        env = np.minimum(1, t / 0.05) * np.minimum(1, (t[-1] - t) / 0.05 + 1e-3)
+        for iv in kind + [12]:
+            f = 440 * 2 ** ((root + iv - 69) / 12)
+            x[s:e] += env * (np.sin(2 * np.pi * f * t) + 0.3 * np.sin(4 * np.pi * f * t))
+        k += 1
+    return x
+
+
+FAMILIES = {"piano": (piano, "flac", {}), "drums": (drums, "mp3", {"format": "MP3"}),
+            "noise": (noise, "ogg", {"subtype": "VORBIS"}), "chords": (chords, "wav", {})}
+
+
+def member(family: str, seed: int, folder) -> str:
+    make, ext, kw = FAMILIES[family]
+    x = make(seed)
+    path = folder / f"{family}{seed}.{ext}"
+    write_audio(path, (0.7 * x / np.max(np.abs(x))).astype(np.float32), SR, **kw)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    root = tmp_path_factory.mktemp("families")
+    paths = {}
+    for family in FAMILIES:
+        (root / family).mkdir()
+        paths[family] = [member(family, i, root / family) for i in range(PER_FAMILY)]
+    db = root / "lib.db"
+    result = run_cli("scan", root, "--db", db, "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    return root, db, paths
+
+
+def like(paths):
+    return [a for p in paths for a in ("--like", p)]
+
+
+def learn(db, *args):
+    result = run_cli("learn", *args, "--db", db)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def query(db, *args):
+    result = run_cli("query", "--db", db, "-f", "json", "-n", "0", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def refused(db, *args, status: int = 1) -> str:
+    """The one line of a refused command."""
+    result = run_cli(*args, "--db", db)
+    assert result.returncode == status, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tagger: error: "), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def learned(library):
+    """'my piano' learned from five piano members, against a random sample of the library."""
+    root, db, paths = library
+    result = learn(db, "My Piano", *like(paths["piano"][:EXAMPLES]))
+    return result.stdout
+
+
+def test_learned_tag_ranks_the_rest_of_its_family_first(library, learned):
+    root, db, paths = library
+    assert "learned my_piano on musicnn-vgg-mtt: 5 liked tracks against 27 other tracks" in learned
+    assert "cross-validated ROC-AUC" in learned and "(5-fold, 32 examples)" in learned
+    rows = query(db, "--tag", "my_piano")
+    assert len(rows) == 4 * PER_FAMILY
+    others = [r["path"] for r in rows if r["path"] not in paths["piano"][:EXAMPLES]]
+    assert set(others[:PER_FAMILY - EXAMPLES]) == set(paths["piano"][EXAMPLES:]), others
+    assert {r["path"] for r in rows[:PER_FAMILY]} == set(paths["piano"])
+    assert rows[PER_FAMILY - 1]["score"] > 0.3 > rows[PER_FAMILY]["score"]  # family ≥ 0.3, the rest below
+
+
+def test_unlike_folder_and_playlist_examples(library, tmp_path):
+    root, db, paths = library
+    m3u = tmp_path / "drums.m3u"  # relative entries, a comment, a blank line
+    rel = [f"../{root.name}/drums/drums{i}.mp3" for i in range(EXAMPLES)]
+    m3u.write_text("#EXTM3U\n#EXTINF:6,one\n" + "\n".join(rel) + "\n\n")
+    out = learn(db, "beaten", "--like", m3u, "--unlike", root / "noise", "--unlike", root / "chords").stdout
+    assert "5 liked tracks against 16 unliked tracks" in out
+    rows = query(db, "--tag", "beaten")
+    others = [r["path"] for r in rows if r["path"] not in paths["drums"][:EXAMPLES]]
+    assert set(others[:PER_FAMILY - EXAMPLES]) == set(paths["drums"][EXAMPLES:])
+
+
+def test_learned_tag_acts_like_any_tag(library, learned):
+    root, db, paths = library
+    track = paths["piano"][6]
+    shown = json.loads(run_cli("show", track, "--db", db, "--json").stdout)
+    assert set(shown["learned"]) >= {"my_piano"} and "my_piano" not in shown["tags"]
+    table = run_cli("show", track, "--db", db).stdout
+    assert any("(learned)" in line and "my_piano" in line for line in table.splitlines())
+    tags = json.loads(run_cli("tags", "--db", db, "--json", "--min", "0.3").stdout)
+    assert tags["learned"]["my_piano"] == {"liked": 5, "tracks": PER_FAMILY}
+    assert any("my_piano" in line and "learned" in line for line in run_cli("tags", "--db", db).stdout.splitlines())
+    # with the model's own tags: the minimum of the terms, as for any tags
+    rows = query(db, "--tag", "my_piano", "--tag", "piano", "--not", "drums")
+    for r in rows:
+        assert r["score"] == pytest.approx(min(r["scores"].values()), abs=1e-6)
+    at = {r["path"]: r["scores"]["my_piano"] for r in rows}
+    assert at[track] == pytest.approx(shown["learned"]["my_piano"], abs=1e-6)
+    # a query spec of a learned tag as examples of another
+    out = learn(db, "keys", "--like", "tag:my_piano>=0.3").stdout
+    assert "8 liked tracks" in out
+    assert {r["path"] for r in query(db, "--tag", "keys", "-n", str(PER_FAMILY))} == set(paths["piano"])
+
+
+def test_write_puts_learned_tags_into_files(library, learned):
+    import mutagen
+
+    root, db, paths = library
+    piano_files = paths["piano"]
+    result = run_cli("write", root / "piano", "--db", db, "--top", "10")
+    assert result.returncode == 0, result.stderr
+    for path in piano_files:
+        assert "my piano" in mutagen.File(path)["TAGGER_TAGS"], path
+    # a tag learned after the files were written goes in without --force
+    learn(db, "ivory", *like(piano_files[:EXAMPLES]))
+    result = run_cli("write", root / "piano", "--db", db, "--top", "10")
+    assert result.returncode == 0, result.stderr
+    for path in piano_files[:EXAMPLES]:
+        assert "ivory" in mutagen.File(path)["TAGGER_TAGS"], path
+    # and nothing else changed: the files' tracks are not rescanned
+    result = run_cli("scan", root / "piano", "--db", db, "--dry-run")
+    assert "changed 0" in result.stdout, result.stdout
+    learn(db, "--remove", "ivory")
+
+
+def copy_db(db, to):
+    with sqlite3.connect(db) as src, sqlite3.connect(to) as dst:
+        src.backup(dst)
+    return to
+
+
+def test_learned_tag_scores_tracks_scanned_later(library, learned, tmp_path):
+    root, db, paths = library
+    db2 = copy_db(db, tmp_path / "copy.db")
+    new = tmp_path / "new"
+    new.mkdir()
+    newcomer = member("piano", 20, new)
+    result = run_cli("scan", new, "--db", db2, "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    rows = query(db2, "--tag", "my_piano")
+    assert newcomer in [r["path"] for r in rows[:PER_FAMILY + 1]]
+    assert len(rows) == 4 * PER_FAMILY + 1
+    # a track scanned again scores as it did when the tag was learned
+    before = {r["path"]: r["score"] for r in rows}
+    result = run_cli("scan", paths["piano"][0], "--db", db2, "--workers", "0", "--force")
+    assert result.returncode == 0, result.stderr
+    after = {r["path"]: r["score"] for r in query(db2, "--tag", "my_piano")}
+    assert after[paths["piano"][0]] == pytest.approx(before[paths["piano"][0]], abs=2e-3)
+
+
+def test_tracks_rescanned_with_another_model_lose_it(library, learned, tmp_path):
+    root, db, paths = library
+    db2 = copy_db(db, tmp_path / "copy.db")
+    result = run_cli("scan", root / "chords", "--db", db2, "--workers", "0", "--model", "musicnn-mtt")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(run_cli("show", paths["chords"][0], "--db", db2, "--json").stdout)
+    assert shown["model"] == "musicnn-mtt" and shown["learned"] == {}
+    assert len(query(db2, "--tag", "my_piano")) == 3 * PER_FAMILY  # the library's model still has it
+    line = refused(db2, "query", "--tag", "my_piano", "--model", "musicnn-mtt")
+    assert "'my_piano' was learned on musicnn-vgg-mtt, not on musicnn-mtt" in line
+    assert f"tagger learn my_piano --like {paths['piano'][0]}" in line
+
+
+def test_refusals(library, learned, tmp_path):
+    root, db, paths = library
+    before = run_cli("learn", "--list", "--json", "--db", db).stdout
+    assert "no learned tag named 'nothing_here'" in refused(db, "learn", "--remove", "nothing_here")
+    stray = member("piano", 30, tmp_path)
+    assert "--like: is not in the library" in refused(db, "learn", "x", "--like", stray)
+    assert stray in refused(db, "learn", "x", "--like", paths["piano"][0], "--like", stray)
+    (tmp_path / "empty").mkdir()
+    assert "no tagged track under this folder" in refused(db, "learn", "x", "--like", tmp_path / "empty")
+    (tmp_path / "empty.m3u").write_text("#EXTM3U\n")
+    assert "the playlist lists no tracks" in refused(db, "learn", "x", "--like", tmp_path / "empty.m3u")
+    assert "no track scores at least 1.0" in refused(db, "learn", "x", "--like", "tag:weird>=1.0")
+    assert "no such file or folder" in refused(db, "learn", "x", "--like", tmp_path / "typo")
+    assert "'piano' is a tag of musicnn-vgg-mtt already" in refused(db, "learn", "Piano", "--like", paths["piano"][0])
+    assert "is a group of musicnn-vgg-mtt" in refused(db, "learn", "female_vocals", "--like", paths["piano"][0])
+    assert "is a group of musicnn-vgg-mtt" in refused(db, "learn", "instrumental", "--like", paths["piano"][0])
+    assert "needs examples" in refused(db, "learn", "x", status=2)  # a command line it cannot take
+    assert "cannot name a tag" in refused(db, "learn", "a:b", "--like", paths["piano"][0], status=2)
+    assert "expected tag:TAG" in refused(db, "learn", "x", "--like", "tag:>=0.5", status=2)
+    assert run_cli("learn", "--list", "--json", "--db", db).stdout == before  # nothing stored
+
+
+def test_list_relearn_and_remove(library, learned):
+    root, db, paths = library
+    few = learn(db, "short_lived", *like(paths["noise"][:2]))
+    assert "warning: only 2 liked tracks" in few.stderr
+    out = learn(db, "short_lived", *like(paths["noise"][:EXAMPLES]))
+    assert out.stdout.startswith("re-learned short_lived")
+    listed = {t["name"]: t for t in json.loads(run_cli("learn", "--list", "--json", "--db", db).stdout)}
+    assert listed["short_lived"]["like"] == EXAMPLES and listed["short_lived"]["tracks"] == 4 * PER_FAMILY
+    assert listed["my_piano"]["model"] == "musicnn-vgg-mtt" and listed["my_piano"]["stale"] is None
+    table = run_cli("learn", "--list", "--db", db).stdout
+    assert "short_lived" in table and "5 liked, 27 random" in table
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT count(*) FROM scores s JOIN tags t ON t.id = s.tag_id "
+                            "WHERE t.raw = 'short_lived'").fetchone()[0]
+    assert rows == 4 * PER_FAMILY  # replaced, not added to
+    out = learn(db, "--remove", "short_lived").stdout
+    assert "removed learned tag short_lived" in out
+    assert "short_lived" not in run_cli("learn", "--list", "--db", db).stdout
+    assert "unknown tag 'short_lived'" in refused(db, "query", "--tag", "short_lived")
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM tags WHERE raw = 'short_lived'").fetchone()[0] == 0
+
+
+def test_classifier_is_scikit_learns():
+    """What is stored and applied at scan time is the regression scikit-learn fitted."""
+    from tagger.learned import Classifier, cross_validate, fit, standardiser
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60, 8)).astype(np.float32)
+    x[:3] += 3
+    mean, scale = standardiser(x)
+    z = (x - mean) / scale
+    y = np.r_[np.ones(3), np.zeros(57)]
+    folds, auc = cross_validate(z, y, 0)
+    assert folds == 3 and auc > 0.9
+    w, b = fit(z, y, 0)
+    clf = Classifier(w, b, mean, scale)
+    again = Classifier.from_blobs(**clf.blobs())
+    p = again.probabilities(x)
+    from sklearn.linear_model import LogisticRegression
+
+    ref = LogisticRegression(C=0.02, class_weight="balanced", max_iter=2000).fit(z, y).predict_proba(z)[:, 1]
+    assert p == pytest.approx(ref, abs=1e-5)
+    assert cross_validate(z[:58], np.r_[np.ones(1), np.zeros(57)], 0) == (0, None)
