@@ -81,7 +81,8 @@ def test_formats(scanned):
     jsonl = [json.loads(line) for line in run_cli("query", *args, "-f", "jsonl").stdout.splitlines()]
     assert len(jsonl) == 4 and jsonl == query_json(db, "-t", "guitar", "-n", "4")
     table = list(csv.DictReader(io.StringIO(run_cli("query", *args, "-f", "csv").stdout)))
-    assert list(table[0]) == ["rank", "score", "guitar", "duration_s", "format", "path"]
+    assert list(table[0]) == ["rank", "score", "guitar", "duration_s", "format", "title", "artist", "album",
+                              "album_artist", "genre", "year", "track_no", "path"]
     assert [r["path"] for r in table] == [r["path"] for r in jsonl]
     plain = [r["path"] for r in jsonl if "\n" not in r["path"]]  # (the others: see below)
     m3u = run_cli("query", *args, "-f", "m3u").stdout.splitlines()
