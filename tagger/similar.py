@@ -209,7 +209,7 @@ class Neighbour:
     similarity: float
     duration_s: float | None = None
     format: str | None = None
-    meta: dict = field(default_factory=dict)  # the track's own title, artist, album, …: where known
+    metadata: dict = field(default_factory=dict)  # the track's own title, artist, album, …: where known
     seed: bool = False  # radio: one of the seeds
 
 

@@ -165,7 +165,7 @@ def test_loud_and_non_finite_float_files(tmp_path, vgg):
 
     root = tmp_path / "music"
     root.mkdir()
-    good = write_audio(root / "good.flac", music_like(6.0, 44100, 1), 44100)
+    write_audio(root / "good.flac", music_like(6.0, 44100, 1), 44100)
     loud = music_like(6.0, 44100, 2) * 1000.0  # legal in a float file: a player clips it
     write_audio(root / "loud.wav", loud, 44100, subtype="FLOAT")
     nan = music_like(6.0, 44100, 3)

@@ -164,7 +164,7 @@ def test_interrupted_scan_is_consistent_and_resumes(tmp_path, sig):
     assert 3 <= done < 50, "the scan must have been stopped mid-way"
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "Run the same command again" in err
-        assert f"of 50 to scan were scanned before the interruption" in out  # not "35 scanned · new 50"
+        assert "of 50 to scan were scanned before the interruption" in out  # not "35 scanned · new 50"
         assert "Traceback" not in err
     _consistent(db)
     result = scan(root, db, "--workers", "0")

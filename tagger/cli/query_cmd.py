@@ -7,10 +7,8 @@ out, no good match) go to stderr.
 from __future__ import annotations
 
 import csv
-import enum
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -18,19 +16,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from tagger.cli.common import DB_OPTION, TAG_APPLIES, db_path, plural, printable, stdout_console, warn
+from tagger.cli.tracklist import Format, display_name, mmss, write_m3u, write_paths
 from tagger.fields import TRACK_METADATA
 
 if TYPE_CHECKING:
     from tagger.query import QueryRow, Term
-
-
-class Format(str, enum.Enum):
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    m3u = "m3u"
-    paths = "paths"
 
 
 def query_command(
@@ -103,18 +93,13 @@ def _table(rows: list[QueryRow], terms: tuple[Term, ...]) -> None:
     table.add_column("path", overflow="fold")
     for r in rows:
         extra = [f"{s:.3f}" for s in r.term_scores] if len(terms) > 1 else []
-        track = [escape(printable(_display_name(r)))] if named else []
-        table.add_row(str(r.rank), f"{r.score:.3f}", *extra, _mmss(r.duration_s), *track, escape(printable(r.path)))
+        track = [escape(printable(display_name(r)))] if named else []
+        table.add_row(str(r.rank), f"{r.score:.3f}", *extra, mmss(r.duration_s), *track, escape(printable(r.path)))
     stdout_console().print(table)
 
 
-def _display_name(r: QueryRow) -> str:
-    """"Artist - Title" as players show it, whichever of the two the file has, else ''."""
-    return " - ".join(v for v in (r.metadata.get("artist"), r.metadata.get("title")) if v)
 
 
-def _mmss(seconds: float | None) -> str:
-    return "" if seconds is None else f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 def _record(r: QueryRow, terms: tuple[Term, ...]) -> dict:
@@ -143,30 +128,11 @@ def _csv(rows, terms) -> None:
                          *["" if r.metadata.get(k) is None else r.metadata[k] for k in TRACK_METADATA], r.path])
 
 
-def _one_per_line(rows: list[QueryRow], fmt: str) -> list[QueryRow]:
-    """The rows a one-path-per-line format can hold: a line break in a path would make it two
-    entries, so those tracks are left out, and counted on stderr."""
-    kept = [r for r in rows if "\n" not in r.path and "\r" not in r.path]
-    if len(kept) < len(rows):
-        n = len(rows) - len(kept)
-        warn(f"skipped {plural(n, 'track')} whose path has a line break ({fmt} cannot hold "
-             f"{'it' if n == 1 else 'them'}; --format json, jsonl or csv can)")
-    return kept
 
 
-def _m3u(rows, terms) -> None:
-    lines = ["#EXTM3U"]
-    for r in _one_per_line(rows, "m3u"):
-        name = _display_name(r).replace("\n", " ").replace("\r", " ") or Path(r.path).stem
-        lines.append(f"#EXTINF:{round(r.duration_s or -1)},{name}")
-        lines.append(r.path)
-    sys.stdout.write("\n".join(lines) + "\n")
 
 
-def _paths(rows, terms) -> None:
-    for r in _one_per_line(rows, "paths"):
-        sys.stdout.write(r.path + "\n")
 
 
 WRITERS = {Format.table: _table, Format.json: _json, Format.jsonl: _jsonl, Format.csv: _csv,
-           Format.m3u: _m3u, Format.paths: _paths}
+           Format.m3u: lambda rows, terms: write_m3u(rows), Format.paths: lambda rows, terms: write_paths(rows)}

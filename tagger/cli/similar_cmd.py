@@ -7,10 +7,8 @@ other models left out, the radio's random seed) go to stderr.
 from __future__ import annotations
 
 import csv
-import enum
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -18,19 +16,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from tagger.cli.common import DB_OPTION, db_path, plural, printable, stdout_console, warn
+from tagger.cli.tracklist import Format, display_name, mmss, write_m3u, write_paths
 from tagger.fields import TRACK_METADATA
 
 if TYPE_CHECKING:
     from tagger.similar import Neighbour, Neighbourhood
-
-
-class Format(str, enum.Enum):
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
-    m3u = "m3u"
-    paths = "paths"
 
 
 FORMAT_OPTION = typer.Option(Format.table, "--format", "-f", help="Output format.")
@@ -95,13 +85,8 @@ def radio_command(
 
 
 # --- output ---------------------------------------------------------------------------------
-def _display_name(r: Neighbour) -> str:
-    """"Artist - Title" as players show it, whichever of the two the file has, else ''."""
-    return " - ".join(str(v) for v in (r.meta.get("artist"), r.meta.get("title")) if v)
 
 
-def _mmss(seconds: float | None) -> str:
-    return "" if seconds is None else f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
 def _table(rows: list[Neighbour]) -> None:
@@ -109,21 +94,21 @@ def _table(rows: list[Neighbour]) -> None:
     table.add_column("#", justify="right", style="dim")
     table.add_column("similarity", justify="right")
     table.add_column("time", justify="right")
-    named = any(_display_name(r) for r in rows)
+    named = any(display_name(r) for r in rows)
     if named:
         table.add_column("track")
     table.add_column("path", overflow="fold")
     for r in rows:
         sim = "seed" if r.seed else f"{r.similarity:.3f}"
-        track = [escape(printable(_display_name(r)))] if named else []
-        table.add_row(str(r.rank), sim, _mmss(r.duration_s), *track, escape(printable(r.path)))
+        track = [escape(printable(display_name(r)))] if named else []
+        table.add_row(str(r.rank), sim, mmss(r.duration_s), *track, escape(printable(r.path)))
     stdout_console().print(table)
 
 
 def _record(r: Neighbour) -> dict:
     return {"rank": r.rank, "path": r.path, "similarity": round(r.similarity, 6), "seed": r.seed,
             "duration_s": None if r.duration_s is None else round(r.duration_s, 3), "format": r.format,
-            **{k: r.meta.get(k) for k in TRACK_METADATA}}
+            **{k: r.metadata.get(k) for k in TRACK_METADATA}}
 
 
 def _json(rows: list[Neighbour]) -> None:
@@ -142,32 +127,14 @@ def _csv(rows: list[Neighbour]) -> None:
     for r in rows:
         writer.writerow([r.rank, f"{r.similarity:.6f}", int(r.seed),
                          "" if r.duration_s is None else f"{r.duration_s:.3f}", r.format or "",
-                         *["" if r.meta.get(k) is None else r.meta[k] for k in TRACK_METADATA], r.path])
+                         *["" if r.metadata.get(k) is None else r.metadata[k] for k in TRACK_METADATA], r.path])
 
 
-def _one_per_line(rows: list[Neighbour], fmt: str) -> list[Neighbour]:
-    """The rows a one-path-per-line format can hold (a line break in a path would make it two
-    entries): the others are left out, and counted on stderr."""
-    kept = [r for r in rows if "\n" not in r.path and "\r" not in r.path]
-    if len(kept) < len(rows):
-        warn(f"skipped {plural(len(rows) - len(kept), 'track')} whose path has a line break "
-             f"({fmt} cannot hold it; --format json, jsonl or csv can)")
-    return kept
 
 
-def _m3u(rows: list[Neighbour]) -> None:
-    lines = ["#EXTM3U"]
-    for r in _one_per_line(rows, "m3u"):
-        name = _display_name(r).replace("\n", " ").replace("\r", " ") or Path(r.path).stem
-        lines.append(f"#EXTINF:{round(r.duration_s or -1)},{name}")
-        lines.append(r.path)
-    sys.stdout.write("\n".join(lines) + "\n")
 
 
-def _paths(rows: list[Neighbour]) -> None:
-    for r in _one_per_line(rows, "paths"):
-        sys.stdout.write(r.path + "\n")
 
 
 WRITERS = {Format.table: _table, Format.json: _json, Format.jsonl: _jsonl, Format.csv: _csv,
-           Format.m3u: _m3u, Format.paths: _paths}
+           Format.m3u: write_m3u, Format.paths: write_paths}
