@@ -205,3 +205,36 @@ def test_a_model_with_nan_weights_is_refused_at_load(tmp_path, vgg):
     assert result.stderr.strip().splitlines() == [
         f"tagger: error: {path}: gives non-finite scores (NaN or infinity) on a test input; its weights "
         "are damaged (re-export or retrain it)"]
+
+
+def test_hung_decode_workers_are_replaced(tmp_path):
+    """Workers that stop answering (here: SIGSTOPped as soon as they start, as a decoder stuck in
+    a damaged file would look) are killed after TAGGER_DECODE_TIMEOUT seconds of silence and
+    replaced; the scan finishes. (A worker stopped while it holds a file fails that file with
+    'stopped answering', through the same death path as the SIGKILL test above.)"""
+    root = tmp_path / "music"
+    root.mkdir()
+    for i in range(4):
+        write_audio(root / f"t{i}.flac", music_like(10.0, 16000, i))
+    db = tmp_path / "lib.db"
+    env = dict(os.environ, TAGGER_DECODE_TIMEOUT="2")
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", str(root), "--db", str(db), "--workers", "2",
+                             "--compile", "no", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    stopped, deadline = set(), time.time() + 60
+    while len(stopped) < 2 and time.time() < deadline and proc.poll() is None:
+        for pid in _descendants(proc.pid):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    is_worker = b"tagger.engine.decode" in f.read()
+            except OSError:
+                continue
+            if is_worker and pid not in stopped:
+                os.kill(pid, signal.SIGSTOP)
+                stopped.add(pid)
+        time.sleep(0.01)
+    out, err = proc.communicate(timeout=120)
+    assert len(stopped) == 2 and proc.returncode == 0, (out, err)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT status, count(*) FROM tracks GROUP BY status").fetchall() == [("ok", 4)]
+    assert "2 decoding process(es) died and were replaced" in out

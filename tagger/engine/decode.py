@@ -41,6 +41,11 @@ from tagger.errors import TaggerError
 from tagger.tagfile import read_track_metadata
 
 TASKS_PER_WORKER = 2  # one being decoded, one queued, so a worker never waits for the next name
+# a worker with work that sends nothing for this long, while the scan waits on it, is taken
+# for hung (a decoder stuck in a damaged file) and killed; the file it held fails. A block of
+# audio decodes in well under a second; the longest silence of a healthy worker is counting
+# the samples of a long file it cannot seek in (a 2-hour M4A: ~15 s here), hence ten minutes.
+DECODE_TIMEOUT_S = float(os.environ.get("TAGGER_DECODE_TIMEOUT", "600"))
 MAX_STARTUP_DEATHS = 3  # workers that die before their first word: something is badly wrong
 
 
@@ -107,6 +112,8 @@ class _Worker:
     current: int | None = None  # the file it is decoding now
     spoke: bool = False
     broken: bool = False  # a send to it failed: it is dead, its end-of-file is still to be read
+    silent_s: float = 0.0  # time the scan has waited on it since its last message
+    timed_out: bool = False
 
 
 def _death_reason(process: subprocess.Popen) -> str:
@@ -195,14 +202,17 @@ class DecodePool:
         while self.todo or any(w.assigned or w.broken for w in self.workers):
             self._top_up()
             by_conn = {w.conn: w for w in self.workers if w.assigned or w.broken}
-            for conn in wait(list(by_conn)):
+            t0 = time.monotonic()
+            ready = wait(list(by_conn), timeout=min(5.0, DECODE_TIMEOUT_S))
+            self._watch([w for c, w in by_conn.items() if c not in ready], time.monotonic() - t0)
+            for conn in ready:
                 w = by_conn[conn]
                 try:
                     event = conn.recv()
                 except (EOFError, OSError):
                     yield from self._replace(w)
                     continue
-                w.spoke = True
+                w.spoke, w.silent_s = True, 0.0
                 kind = event[0]
                 if kind == "rss":
                     self.peak_rss = max(self.peak_rss, event[1])
@@ -214,9 +224,22 @@ class DecodePool:
                     w.current = None
                 yield event
 
+    def _watch(self, silent: list[_Worker], waited: float) -> None:
+        """Time only counts while the scan waits on a worker (not while it runs batches and the
+        worker is held up by back-pressure); one with work that is silent too long is killed,
+        and its end-of-file then replaces it like any death (the file it held fails)."""
+        for w in silent:
+            w.silent_s += waited
+            if w.assigned and w.silent_s > DECODE_TIMEOUT_S and not w.timed_out:
+                w.timed_out = True
+                w.process.kill()
+
     def _replace(self, w: _Worker) -> Iterator[tuple]:
         """A worker died: the file it held fails, its queued files go to the others."""
-        reason = _death_reason(w.process)
+        reason = (f"decoding this file stopped answering for {DECODE_TIMEOUT_S:.0f} s and was stopped "
+                  "(a decoder stuck in a damaged file?)" if w.timed_out else _death_reason(w.process))
+        if w.timed_out:
+            w.process.wait()
         w.conn.close()
         if not w.spoke:
             self._startup_deaths += 1
