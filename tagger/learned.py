@@ -42,6 +42,7 @@ FOLDS = 5
 # when no --unlike is given: a random sample of the library of this size stands in for negatives
 SAMPLE_MIN, SAMPLE_PER_POSITIVE, SAMPLE_MAX = 500, 5, 10_000
 NAME_PATTERN = re.compile(r"[^\W_]\w*")
+MAX_NAME = 64  # tags.raw holds 200 characters; a name is a word to type
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,9 @@ def check_name(text: str, model: StoredModel) -> str:
     """A learned tag's name as ``--tag`` takes it (lower case, ``_`` for spaces); refused where
     it is not a plain word or clashes with one of the model's tags, groups or aliases."""
     name = tag_name(text)
-    if not NAME_PATTERN.fullmatch(name):
+    if not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME:
         raise CommandLineError(None, f"{text!r} cannot name a tag",
-                         "use letters, digits and _ (spaces become _), starting with a letter or digit")
+                         f"use up to {MAX_NAME} letters, digits and _ (spaces become _), starting with a letter or digit")
     if model.vocabulary.resolve(name) is not None or name in model.vocabulary.aliases:
         kind = "group" if name in model.vocabulary.groups or name in model.vocabulary.aliases else "tag"
         raise UsageError(None, f"{name!r} is a {kind} of {model.name} already",
@@ -212,8 +213,13 @@ def learn(library: Library, model: StoredModel, name: str, like: Sequence[int], 
     probs = clf.probabilities(x)
     info = {"like": len(liked), "unlike": len(unliked), "sampled_negatives": sampled, "folds": folds,
             "roc_auc": auc, "C": C, "seed": seed, **(specs or {})}
+    # tracks marked missing are scored too: one that comes back (a drive mounted again, a file
+    # moved back) is not scanned again, and would otherwise lack the tag
+    gone_ids, gone_x = library.embeddings_of(model, statuses=("missing",))
+    if len(gone_ids):
+        track_ids, probs = np.concatenate([track_ids, gone_ids]), np.concatenate([probs, clf.probabilities(gone_x)])
     replaced = library.store_learned(model, name, clf.blobs(), info, track_ids, probs)
-    return LearnReport(name, model.name, len(liked), len(unliked), sampled, folds, auc, len(track_ids),
+    return LearnReport(name, model.name, len(liked), len(unliked), sampled, folds, auc, len(track_ids) - len(gone_ids),
                        int((probs >= 0.5).sum()), replaced, notes)
 
 

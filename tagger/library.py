@@ -338,14 +338,15 @@ class Library:
         return None
 
     # --- learned tags (tagger.learned fits them; their scores are rows of scores) ---------
-    def embeddings_of(self, model: StoredModel) -> tuple[np.ndarray, np.ndarray]:
-        """(track ids int64 [N], embeddings float32 [N, E]) of the model's 'ok' tracks, by id."""
+    def embeddings_of(self, model: StoredModel, statuses: Sequence[str] = ("ok",)) -> tuple[np.ndarray, np.ndarray]:
+        """(track ids int64 [N], embeddings float32 [N, E]) of the model's tracks with
+        ``statuses`` ('ok'; 'missing' ones keep theirs until pruned), by id."""
         import numpy as np
 
         with self.engine.connect() as conn:
             rows = conn.execute(select(embeddings.c.track_id, embeddings.c.vector)
                                 .join(tracks, tracks.c.id == embeddings.c.track_id)
-                                .where(tracks.c.status == "ok", tracks.c.model_id == model.id,
+                                .where(tracks.c.status.in_(list(statuses)), tracks.c.model_id == model.id,
                                        embeddings.c.model_id == model.id)
                                 .order_by(embeddings.c.track_id)).all()
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -440,7 +441,7 @@ class Library:
 
 
 
-_REFUSED = (IntegrityError, DataError, StatementError, ValueError, TypeError)  # one track's fault…
+_REFUSED = (IntegrityError, DataError, StatementError, ValueError, TypeError, OverflowError)  # one track's fault…
 
 
 def _raise_if_database_failed(e: BaseException) -> None:

@@ -9,6 +9,7 @@ and ``--min`` applies to that combined score.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from sqlalchemy import Select, func, literal, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
-from tagger.errors import UsageError
+from tagger.errors import CommandLineError, UsageError
 from tagger.library import StoredModel
 from tagger.store.schema import TRACK_METADATA, scores, tracks
 from tagger.vocab import Vocabulary, tag_name
@@ -56,30 +57,47 @@ FILTER_FIELDS = (*TRACK_METADATA, "format", "path")
 _NUMERIC = ("year", "track_no")
 
 
+_WHERE = re.compile(r"\s*(\w+)\s*(>=|<=|=|~)(.*)", re.S)  # the first operator after the field name
+
+
 def parse_where(texts: Sequence[str]) -> tuple[Filter, ...]:
-    """``FIELD=VALUE``, ``FIELD~TEXT``, ``FIELD>=N``, ``FIELD<=N`` → filters; bad ones are errors."""
+    """``FIELD=VALUE``, ``FIELD~TEXT``, ``FIELD>=N``, ``FIELD<=N`` → filters; bad ones are
+    command-line errors (the value may itself hold =, ~ or >=: ``title~Love = War``)."""
     out = []
     for text in texts:
-        for op in (">=", "<=", "=", "~"):
-            field, sep, value = text.partition(op)
-            if sep and field.strip():
-                break
-        else:
-            raise UsageError(None, f"--where {text!r} is not FIELD=VALUE, FIELD~TEXT, FIELD>=N or FIELD<=N",
-                             f"fields: {', '.join(FILTER_FIELDS)}")
-        field, value = field.strip().lower().replace("albumartist", "album_artist"), value.strip()
+        m = _WHERE.match(text)
+        if not m:
+            raise CommandLineError(None, f"--where {text!r} is not FIELD=VALUE, FIELD~TEXT, FIELD>=N or FIELD<=N",
+                                   f"fields: {', '.join(FILTER_FIELDS)}")
+        field, op, value = m.group(1).lower().replace("albumartist", "album_artist"), m.group(2), m.group(3).strip()
         if field not in FILTER_FIELDS:
-            raise UsageError(None, f"--where: unknown field {field!r}", f"fields: {', '.join(FILTER_FIELDS)}")
+            raise CommandLineError(None, f"--where: unknown field {field!r}", f"fields: {', '.join(FILTER_FIELDS)}")
         if op in (">=", "<=") or field in _NUMERIC:
             if field not in _NUMERIC or op == "~":
-                raise UsageError(None, f"--where {text!r}: {op} needs a number field ({', '.join(_NUMERIC)})"
-                                 if field not in _NUMERIC else f"--where {text!r}: {field} is a number: use =, >= or <=")
+                raise CommandLineError(None, f"--where {text!r}: {op} needs a number field ({', '.join(_NUMERIC)})"
+                                       if field not in _NUMERIC else f"--where {text!r}: {field} is a number: use =, >= or <=")
             try:
                 value = int(value)
             except ValueError:
-                raise UsageError(None, f"--where {text!r}: {field} must be a whole number") from None
+                raise CommandLineError(None, f"--where {text!r}: {field} must be a whole number") from None
         out.append(Filter(field, op, value))
     return tuple(out)
+
+
+class fold(GenericFunction):  # noqa: N801 — SQL function name
+    """Case folding for --where: LOWER() in PostgreSQL; in SQLite, whose LOWER() folds ASCII
+    only, the Python function tagger_fold that tagger.store.db registers on each connection."""
+    inherit_cache = True
+
+
+@compiles(fold, "sqlite")
+def _fold_sqlite(element, compiler, **kw):
+    return f"tagger_fold({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(fold)
+def _fold_default(element, compiler, **kw):
+    return f"lower({compiler.process(element.clauses, **kw)})"
 
 
 def _filter_clause(f: Filter):
@@ -91,8 +109,8 @@ def _filter_clause(f: Filter):
     if f.field in _NUMERIC:
         return col == f.value
     if f.op == "~":  # bound parameters, with % and _ in the text escaped: never SQL built from input
-        return func.lower(col).contains(str(f.value).lower(), autoescape=True)
-    return func.lower(col) == str(f.value).lower()
+        return fold(col).contains(str(f.value).casefold(), autoescape=True)
+    return fold(col) == str(f.value).casefold()
 
 
 @dataclass(frozen=True)

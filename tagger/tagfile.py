@@ -18,6 +18,7 @@ Vorbis keys, MP4 lists); mutagen joins them with "/" for ID3v2.3, which has none
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import mutagen
@@ -294,8 +295,23 @@ def read_track_metadata(path: str | os.PathLike[str]) -> dict[str, str | int]:
     as it has them (mutagen's easy interface: ID3, Vorbis comments, MP4). Never raises: a file
     whose tags cannot be read has none, and is scored all the same."""
     try:
+        return _read_track_metadata(path)
+    except Exception:  # whatever a hostile tag block does, it must not cost the file its scores
+        return {}
+
+
+_LEADING_NUMBER = re.compile(r"\s*([0-9]{1,9})")  # ASCII digits only: "①".isdigit() is True
+
+
+def _number(text: str | None, low: int, high: int) -> int | None:
+    m = _LEADING_NUMBER.match(text or "")
+    return int(m.group(1)) if m and low <= int(m.group(1)) <= high else None
+
+
+def _read_track_metadata(path: str | os.PathLike[str]) -> dict[str, str | int]:
+    try:
         f = mutagen.File(str(path), easy=True)
-    except Exception:  # a damaged tag block must not cost the file its scores
+    except Exception:
         return {}
     tags = getattr(f, "tags", None) if f is not None else None
     if not tags:
@@ -316,10 +332,10 @@ def read_track_metadata(path: str | os.PathLike[str]) -> dict[str, str | int]:
         value = first(key)
         if value:
             out[name] = value
-    date = first("date") or first("year")
-    if date and date[:4].isdigit():
-        out["year"] = int(date[:4])
-    number = first("tracknumber")
-    if number and number.split("/")[0].strip().isdigit():
-        out["track_no"] = int(number.split("/")[0])
+    year = _number(first("date") or first("year"), 1, 9999)
+    if year is not None:
+        out["year"] = year
+    track = _number(first("tracknumber"), 1, 100000)
+    if track is not None:
+        out["track_no"] = track
     return out

@@ -230,6 +230,23 @@ def test_learned_tag_scores_tracks_scanned_later(library, learned, tmp_path):
     assert after[paths["piano"][0]] == pytest.approx(before[paths["piano"][0]], abs=2e-3)
 
 
+def test_a_track_missing_while_a_tag_is_learned_has_it_when_it_comes_back(library, tmp_path):
+    import shutil
+
+    root, db, paths = library
+    db2 = copy_db(db, tmp_path / "missing.db")
+    away, parked = paths["chords"][0], tmp_path / "parked.wav"
+    shutil.move(away, parked)  # an unmounted drive, a file moved out for a while
+    try:
+        assert "missing 1" in run_cli("scan", root, "--db", db2, "--workers", "0").stdout
+        learn(db2, "back_again", *like(paths["chords"][1:1 + EXAMPLES]))
+    finally:
+        shutil.move(parked, away)
+    result = run_cli("scan", root, "--db", db2, "--workers", "0")
+    assert result.returncode == 0 and "0 scanned" in result.stdout  # not scored again…
+    assert away in [r["path"] for r in query(db2, "--tag", "back_again")]  # …and it has the tag
+
+
 def test_tracks_rescanned_with_another_model_lose_it(library, learned, tmp_path):
     root, db, paths = library
     db2 = copy_db(db, tmp_path / "copy.db")

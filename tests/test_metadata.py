@@ -20,6 +20,7 @@ TAGS = {
                "date": "1965-10-01", "tracknumber": "7", "albumartist": "Nina Simone"},
     "c.m4a": {"title": "Windowlicker", "artist": "Aphex Twin", "album": "Windowlicker", "genre": "Electronic",
               "date": "1999", "tracknumber": "1"},
+    "e.ogg": {"title": "Love = War", "artist": "Émilie Simon", "date": "①", "tracknumber": "99999999999999999999"},
 }
 
 
@@ -30,9 +31,11 @@ def tagged(tmp_path_factory):
     write_audio(root / "b.flac", music_like(4.0, 44100, 2), 44100)
     write_m4a(root / "c.m4a", music_like(4.0, 44100, 3))
     write_audio(root / "d-untagged.wav", music_like(4.0, 16000, 4))
+    write_audio(root / "e.ogg", music_like(4.0, 44100, 5), 44100, subtype="VORBIS")
     for name, values in TAGS.items():
         path = root / name
         f = EasyID3() if name.endswith(".mp3") else EasyMP4(path) if name.endswith(".m4a") else mutagen.File(path)
+        # (e.ogg: a year no number parser should trust, a track number beyond any integer column)
         for k, v in values.items():
             f[k] = [v]
         f.save(path) if name.endswith(".mp3") else f.save()
@@ -51,6 +54,7 @@ def test_scan_stores_each_files_metadata(tagged):
     assert rows["b.flac"] == ["Strange Fruit", "Nina Simone", "Pastel Blues", "Nina Simone", "Vocal Jazz", 1965, 7]
     assert rows["c.m4a"][:2] == ["Windowlicker", "Aphex Twin"] and rows["c.m4a"][5:] == [1999, 1]
     assert rows["d-untagged.wav"] == [None] * 7
+    assert rows["e.ogg"] == ["Love = War", "Émilie Simon", None, None, None, None, None]  # stored, not a crash
 
 
 def test_query_shows_metadata_in_every_format(tagged):
@@ -62,7 +66,7 @@ def test_query_shows_metadata_in_every_format(tagged):
     m3u = run_cli("query", "-t", "techno", "-n", "0", "-f", "m3u", "--db", db).stdout
     assert "#EXTINF:4,John Coltrane - Blue Train\n" in m3u and "#EXTINF:4,d-untagged\n" in m3u
     rows = list(csv.DictReader(io.StringIO(run_cli("query", "-t", "piano", "-n", "0", "-f", "csv", "--db", db).stdout)))
-    assert {r["artist"] for r in rows} == {"John Coltrane", "Nina Simone", "Aphex Twin", ""}
+    assert {r["artist"] for r in rows} == {"John Coltrane", "Nina Simone", "Aphex Twin", "Émilie Simon", ""}
     table = run_cli("query", "-t", "piano", "--db", db).stdout
     assert "Aphex Twin - Windowlicker" in table
     show = run_cli("show", root / "a.mp3", "--db", db)
@@ -76,6 +80,9 @@ def test_query_shows_metadata_in_every_format(tagged):
     (["year>=1960", "year<=1990"], {"b.flac"}),
     (["genre~%"], set()),  # % is a character to look for, not a wildcard
     (["format=m4a"], {"c.m4a"}),
+    (["album~pastel BLUES"], {"b.flac"}),
+    (["artist=émilie simon"], {"e.ogg"}),  # SQLite's own LOWER() folds ASCII only
+    (["title~Love = War"], {"e.ogg"}),  # an operator inside the value
 ])
 def test_where_filters(tagged, where, expected):
     root, db = tagged
@@ -92,7 +99,7 @@ def test_where_filters(tagged, where, expected):
 def test_bad_where_is_one_line(tagged, where, message):
     root, db = tagged
     out = run_cli("query", "-t", "techno", "--where", where, "--db", db)
-    assert out.returncode == 1 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_tracks_scanned_before_metadata_get_it_on_the_next_scan_without_rescoring(tagged, tmp_path):

@@ -40,6 +40,9 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+    # Unicode case folding for query filters (SQLite's LOWER() folds ASCII only: 'É' stays)
+    dbapi_conn.create_function("tagger_fold", 1, lambda s: s.casefold() if isinstance(s, str) else s,
+                               deterministic=True)
 
 
 def _v1_to_v2(conn) -> None:
