@@ -11,7 +11,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
                            TextColumn, TimeRemainingColumn)
 from rich.text import Text
 
-from tagger.cli.common import DB_OPTION, db_path, parse_chunks, stderr_console, stdout_console
+from tagger.cli.common import DB_OPTION, db_path, parse_chunks, plural, stderr_console, stdout_console
 from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
 from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, ScanOptions
 from tagger.errors import CommandLineError
@@ -134,7 +134,7 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
               f"{s.audio_s / t:.0f}× real time · model {s.model_name} on {e.device}"
               f"{' (compiled)' if e.compiled else ''}{', fp16' if e.precision == 'fp16' else ''}, {e.chunks} chunks, "
               f"{100 * e.model_s / t:.0f}% of the time in the model, {100 * e.wait_s / t:.0f}% waiting for "
-              f"decoding ({e.workers} workers)")
+              f"decoding ({plural(e.workers, 'worker')})")
     if e.workers_replaced:
         out.print(f"note: {e.workers_replaced} decoding process(es) died and were replaced; the files they "
                   "held are listed as failed", style="yellow")
