@@ -107,7 +107,8 @@ class Library:
             card = row.card
             ids = conn.execute(select(tags.c.id).where(tags.c.model_id == row.id, tags.c.idx < len(card["tags"]))
                                .order_by(tags.c.idx)).scalars().all()
-            learned = dict(conn.execute(select(tags.c.raw, tags.c.id).join(learned_tags, learned_tags.c.tag_id == tags.c.id)
+            learned = dict(conn.execute(select(tags.c.raw, tags.c.id)
+                                        .join(learned_tags, learned_tags.c.tag_id == tags.c.id)
                                         .where(tags.c.model_id == row.id)).all())
         return StoredModel(row.id, row.name, row.sha256, tuple(ids),
                            Vocabulary(card["tags"], card.get("groups"), card.get("aliases")), learned)
@@ -438,7 +439,6 @@ class Library:
             probs = Classifier.from_blobs(c.weights, c.bias, c.mean, c.scale).probabilities(x)
             rows += [{"track_id": t, "tag_id": c.tag_id, "prob": float(p)} for (t, _), p in zip(stored, probs)]
         return rows
-
 
 
 _REFUSED = (IntegrityError, DataError, StatementError, ValueError, TypeError, OverflowError)  # one track's fault…

@@ -73,9 +73,10 @@ def parse_where(texts: Sequence[str]) -> tuple[Filter, ...]:
         if field not in FILTER_FIELDS:
             raise CommandLineError(None, f"--where: unknown field {field!r}", f"fields: {', '.join(FILTER_FIELDS)}")
         if op in (">=", "<=") or field in _NUMERIC:
-            if field not in _NUMERIC or op == "~":
-                raise CommandLineError(None, f"--where {text!r}: {op} needs a number field ({', '.join(_NUMERIC)})"
-                                       if field not in _NUMERIC else f"--where {text!r}: {field} is a number: use =, >= or <=")
+            if field not in _NUMERIC:
+                raise CommandLineError(None, f"--where {text!r}: {op} needs a number field ({', '.join(_NUMERIC)})")
+            if op == "~":
+                raise CommandLineError(None, f"--where {text!r}: {field} is a number: use =, >= or <=")
             try:
                 value = int(value)
             except ValueError:
@@ -166,6 +167,7 @@ def _tag_id(model: StoredModel, raw: str) -> int:
 
 _ROW_COLUMNS = (tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format,
                 *(tracks.c[k] for k in TRACK_METADATA))
+
 
 def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
     """One positive term with a limit: an exact top-N from index range scans.

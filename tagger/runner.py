@@ -78,9 +78,10 @@ class ModelRunner:
         self._next = 0
         if self.cuda:
             emb = model.embedding_size
-            n_tags = len(model.card.tags) if hasattr(model, "card") else model.head(torch.zeros(1, emb, device=self.device)).shape[1]
-            self._out = [(torch.zeros(batch_size, n_tags, pin_memory=True), torch.zeros(batch_size, emb, pin_memory=True))
-                         for _ in range(n_buffers)]
+            with torch.inference_mode():
+                n_tags = model.head(torch.zeros(1, emb, device=self.device)).shape[1]
+            self._out = [(torch.zeros(batch_size, n_tags, pin_memory=True),
+                          torch.zeros(batch_size, emb, pin_memory=True)) for _ in range(n_buffers)]
         if compile:
             self._try_compile()
 

@@ -55,6 +55,7 @@ class ScanSummary:
     interrupted: bool = False
     model_name: str = ""
     engine: EngineStats = field(default_factory=EngineStats)
+    metadata_read: int = 0  # tracks scanned before schema 3 whose file metadata was read now
 
 
 AfterSave = Callable[[Library, list[TrackResult]], None]
@@ -133,7 +134,7 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
         library.move(plan.moved)
         library.set_status(plan.missing, "missing")
         library.set_status(plan.back, "ok")
-        _read_metadata_backlog(library, plan)
+        summary.metadata_read = _read_metadata_backlog(library, plan)
         store = _Store(library, stored, summary, after_save)
         for f, reason in plan.bad_names:
             store.add(TrackResult(f.path, f.size, f.mtime_ns, error=reason))
@@ -161,18 +162,24 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
     return summary
 
 
-def _read_metadata_backlog(library: Library, plan: ScanPlan) -> None:
+def _read_metadata_backlog(library: Library, plan: ScanPlan) -> int:
     """Tracks under the scanned folders that were scanned before the database kept file
-    metadata get it read now, once, without being scored again (~1 ms a file); the files to
-    score get theirs from the decoders."""
+    metadata get it read now, once, without being scored again; the files to score get theirs
+    from the decoders. Measured 0.6 ms a file on local disk, 0.4 with threads (tag reads wait
+    on I/O; more so on a NAS), so a 100,000-track library takes about a minute, once."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tagger.discover import under
     from tagger.tagfile import read_track_metadata
 
     todo = {f.path for f in plan.todo}
     here = [(i, p) for i, p in library.metadata_backlog() if p not in todo and under(p, plan.roots)
             and os.path.exists(p)]
-    for start in range(0, len(here), 500):
-        library.set_metadata([(i, read_track_metadata(p)) for i, p in here[start:start + 500]])
+    with ThreadPoolExecutor(8) as pool:
+        for start in range(0, len(here), 500):
+            part = here[start:start + 500]
+            library.set_metadata(list(zip((i for i, _ in part), pool.map(read_track_metadata, (p for _, p in part)))))
+    return len(here)
 
 
 def _runner(model, device: torch.device, options: ScanOptions, n_files: int, stats: EngineStats) -> ModelRunner:

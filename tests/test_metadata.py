@@ -113,6 +113,7 @@ def test_tracks_scanned_before_metadata_get_it_on_the_next_scan_without_rescorin
         before = dict(conn.execute("SELECT path, scanned_at FROM tracks"))
     result = run_cli("scan", root, "--db", old, "--workers", "0")
     assert result.returncode == 0 and "0 scanned" in result.stdout, result.stdout + result.stderr
+    assert "read the file metadata (artist, title, …) of 5 tracks" in result.stdout
     with sqlite3.connect(old) as conn:
         assert dict(conn.execute("SELECT path, scanned_at FROM tracks")) == before  # not scored again
         assert conn.execute("SELECT artist, year FROM tracks WHERE path LIKE '%b.flac'").fetchone() == ("Nina Simone", 1965)

@@ -98,10 +98,6 @@ def _table(rows: list[QueryRow], terms: tuple[Term, ...]) -> None:
     stdout_console().print(table)
 
 
-
-
-
-
 def _record(r: QueryRow, terms: tuple[Term, ...]) -> dict:
     return {"rank": r.rank, "path": r.path, "score": round(r.score, 6),
             "scores": {t.label: round(s, 6) for t, s in zip(terms, r.term_scores)},
@@ -126,12 +122,6 @@ def _csv(rows, terms) -> None:
         writer.writerow([r.rank, f"{r.score:.6f}", *[f"{s:.6f}" for s in r.term_scores],
                          "" if r.duration_s is None else f"{r.duration_s:.3f}", r.format or "",
                          *["" if r.metadata.get(k) is None else r.metadata[k] for k in TRACK_METADATA], r.path])
-
-
-
-
-
-
 
 
 WRITERS = {Format.table: _table, Format.json: _json, Format.jsonl: _jsonl, Format.csv: _csv,

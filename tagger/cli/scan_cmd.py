@@ -127,6 +127,9 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
         head = f"{s.scanned} scanned"
     out.print(f"{head} · new {p.new} · changed {p.changed} · unchanged {p.unchanged} · moved {len(p.moved)} · "
               f"missing {len(p.missing)} · failed {len(s.failed)}")
+    if s.metadata_read:
+        out.print(f"read the file metadata (artist, title, …) of {plural(s.metadata_read, 'track')} scanned "
+                  "before tagger kept it; their scores stay as they were")
     if dry_run or not (s.scanned or s.failed):
         return
     t = max(s.elapsed_s, 1e-9)

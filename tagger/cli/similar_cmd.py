@@ -87,8 +87,6 @@ def radio_command(
 # --- output ---------------------------------------------------------------------------------
 
 
-
-
 def _table(rows: list[Neighbour]) -> None:
     table = Table(show_edge=False)
     table.add_column("#", justify="right", style="dim")
@@ -128,12 +126,6 @@ def _csv(rows: list[Neighbour]) -> None:
         writer.writerow([r.rank, f"{r.similarity:.6f}", int(r.seed),
                          "" if r.duration_s is None else f"{r.duration_s:.3f}", r.format or "",
                          *["" if r.metadata.get(k) is None else r.metadata[k] for k in TRACK_METADATA], r.path])
-
-
-
-
-
-
 
 
 WRITERS = {Format.table: _table, Format.json: _json, Format.jsonl: _jsonl, Format.csv: _csv,

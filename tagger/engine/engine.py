@@ -16,6 +16,7 @@ from tagger.engine.decode import start_decoding
 from tagger.engine.results import NOT_FINITE, EngineStats, TrackResult
 from tagger.runner import ModelRunner, PendingBatch
 
+
 def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int | None, workers: int,
                 stats: EngineStats | None = None,
                 on_workers: Callable[[list[int]], None] | None = None) -> Iterator[TrackResult]:
