@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -140,10 +140,9 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
             store.add(TrackResult(f.path, f.size, f.mtime_ns, error=reason))
         try:
             if plan.todo:
-                runner = _runner(model, device, options, len(plan.todo), stats)
                 total = len(plan.todo)
-                for done, result in enumerate(score_files(plan.todo, runner, options.chunks, workers, stats,
-                                                          on_workers), 1):
+                for done, result in enumerate(_score(plan.todo, model, device, options, workers, stats,
+                                                     on_workers), 1):
                     store.add(result)
                     if on_progress:
                         on_progress(ScanProgress(done, total, summary.audio_s, result.path, result.error))
@@ -180,6 +179,17 @@ def _read_metadata_backlog(library: Library, plan: ScanPlan) -> int:
             part = here[start:start + 500]
             library.set_metadata(list(zip((i for i, _ in part), pool.map(read_track_metadata, (p for _, p in part)))))
     return len(here)
+
+
+def _score(files, model, device: torch.device, options: ScanOptions, workers: int, stats: EngineStats,
+           on_workers: Callable[[list[int]], None] | None) -> Iterator[TrackResult]:
+    """The engine the options ask for, as one stream of TrackResults: exactly one per file."""
+    if options.engine == "ray":
+        from tagger.engine.ray_engine import score_files_ray
+
+        return score_files_ray(files, model, options, stats)
+    runner = _runner(model, device, options, len(files), stats)
+    return score_files(files, runner, options.chunks, workers, stats, on_workers)
 
 
 def _runner(model, device: torch.device, options: ScanOptions, n_files: int, stats: EngineStats) -> ModelRunner:

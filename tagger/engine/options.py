@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from tagger.modelcard import DEFAULT_MODEL
 
-__all__ = ["DEFAULT_CHUNKS", "DEFAULT_MODEL", "PRECISIONS", "ScanOptions"]
+__all__ = ["DEFAULT_CHUNKS", "DEFAULT_MODEL", "ENGINES", "PRECISIONS", "ScanOptions"]
 
 DEFAULT_CHUNKS = 16
 PRECISIONS = ("fp32", "fp16")
+ENGINES = ("local", "ray")
 
 
 @dataclass
@@ -25,3 +26,5 @@ class ScanOptions:
     include_hidden: bool = False
     compile: str = "auto"  # auto | yes | no
     precision: str = "fp32"  # fp32 | fp16 (CUDA only; RESULTS.md has the rule)
+    engine: str = "local"  # local (this machine's decode processes) | ray (a Ray Data pipeline)
+    ray_address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
