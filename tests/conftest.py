@@ -119,3 +119,30 @@ def build_library(root: Path, seconds: float = 7.0) -> dict[str, list[Path]]:
     write_audio(root / ".hidden" / "h.wav", music_like(2.0, 16000, 3))
     (root / "cover.jpg").write_bytes(b"\xff\xd8\xff\xe0 not scanned")
     return {"good": good, "bad": bad}
+
+
+# --- PostgreSQL: a real server (tests/pg_server.py), started on first use -------------------
+
+@pytest.fixture(scope="session")
+def pg_server():
+    from pg_server import remove, start_server
+
+    server, why = start_server()
+    if server is None:
+        pytest.skip(f"PostgreSQL tests skipped: {why}")
+    yield server
+    remove(server)
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """The URL of a new, empty database on the test server."""
+    return pg_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> str:
+    """A database to pass as --db: a new SQLite file, then a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "library.db")
+    return request.getfixturevalue("pg_url")

@@ -69,15 +69,15 @@ def _migrate(engine: Engine, path: str) -> None:
     with engine.begin() as conn:
         if "meta" not in names:
             if names - {"meta"}:
-                raise StoreError(path, "is a database, but not a tagger library",
-                                 "choose another file with --db")
+                raise _db_error(path, "is a database, but not a tagger library",
+                                "choose another file with --db")
             metadata.create_all(conn)
             conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
             return
         version = int(conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
         if version > SCHEMA_VERSION:
-            raise StoreError(path, f"was written by a newer tagger (schema {version}, this one "
-                             f"knows {SCHEMA_VERSION})", "upgrade tagger")
+            raise _db_error(path, f"was written by a newer tagger (schema {version}, this one "
+                            f"knows {SCHEMA_VERSION})", "upgrade tagger")
         for v in range(version, SCHEMA_VERSION):
             MIGRATIONS[v](conn)
         if version != SCHEMA_VERSION:
@@ -104,14 +104,40 @@ def _url_error(db: str, reason: str, hint: str | None = None) -> StoreError:
     return StoreError(None, f"{display_db(db)}: {reason}", hint)
 
 
+def _db_error(db: str, reason: str, hint: str | None = None) -> StoreError:
+    return _url_error(db, reason, hint) if "://" in db else StoreError(db, reason, hint)
+
+
+# what a server's refusal means for the person who typed the URL
+_CONNECT_HINTS = (
+    (re.compile(r'database "[^"]*" does not exist'), "create it first (createdb NAME, as its owner), or fix the URL"),
+    (re.compile(r"password authentication failed|no password supplied|role \"[^\"]*\" does not exist"),
+     "check the user name and password in the URL"),
+    (re.compile(r"Connection refused|timeout expired|No route to host|failed to resolve host|Network is unreachable"),
+     "is the server running, and reachable from this machine at that host and port?"),
+)
+
+
+def _connect_error(db: str, orig: BaseException) -> StoreError:
+    text = " ".join(str(orig).split())
+    # psycopg: 'connection failed: connection to server at "h" (ip), port N failed: FATAL:  reason'
+    reason = re.sub(r"^.*\bport \d+ failed: (FATAL: )?", "", text) if "connection to server" in text else text
+    reason = re.sub(r"\s*Is the server running.*$", "", reason.removeprefix("connection failed: "))
+    reason = reason.strip() or type(orig).__name__
+    hint = next((h for pattern, h in _CONNECT_HINTS if pattern.search(text)), None)
+    return _db_error(db, f"cannot open database: {reason}", hint)
+
+
 def _create_engine(db: str, url: str) -> Engine:
     """create_engine, with what goes wrong before any connection as one-line errors."""
     try:
         parsed: URL = make_url(url)
     except (ArgumentError, ValueError) as e:
         raise _url_error(db, f"is not a valid database URL ({e})", URL_FORM) from None
+    if parsed.drivername == "postgresql":  # SQLAlchemy's default is psycopg2; our extra installs psycopg 3
+        parsed = parsed.set(drivername="postgresql+psycopg")
     try:
-        return create_engine(parsed)
+        return create_engine(parsed, **_engine_options(parsed))
     except NoSuchModuleError:
         backend = parsed.get_backend_name()
         hint = "it is written postgresql://" if backend == "postgres" else URL_FORM
@@ -121,6 +147,14 @@ def _create_engine(db: str, url: str) -> Engine:
         extra = DRIVER_EXTRAS.get(backend) if "+" not in parsed.drivername else None
         hint = f"pip install 'tagger[{extra}]'" if extra else f"install the Python package that provides {module!r}"
         raise _url_error(db, f"needs the {backend} driver {module!r}, which is not installed", hint) from None
+
+
+def _engine_options(url: URL) -> dict:
+    if url.get_backend_name() != "postgresql":
+        return {}
+    # an unreachable server fails in seconds instead of the OS's minutes; pre_ping: a scan of
+    # many hours outlives server restarts and idle-connection reapers
+    return {"connect_args": {"connect_timeout": 10, "application_name": "tagger"}, "pool_pre_ping": True}
 
 
 def open_engine(db: str, create: bool = True) -> Engine:
@@ -142,9 +176,9 @@ def open_engine(db: str, create: bool = True) -> Engine:
     try:
         _migrate(engine, db)
     except (OperationalError, DatabaseError) as e:
-        first = str(e.orig).strip().splitlines()[0] if str(e.orig).strip() else type(e.orig).__name__
         if "://" in db:
-            raise _url_error(db, f"cannot open database: {first}") from None
+            raise _connect_error(db, e.orig) from None
+        first = str(e.orig).strip().splitlines()[0] if str(e.orig).strip() else type(e.orig).__name__
         raise StoreError(db, f"cannot open database: {first}") from None
     return engine
 
