@@ -1,4 +1,5 @@
-"""Library and query layer on a real SQLite file with synthetic results."""
+"""Library and query layer on a real SQLite file and a real PostgreSQL database (the ``db``
+fixture), with synthetic results."""
 
 import numpy as np
 import pytest
@@ -10,8 +11,8 @@ from tagger.store.db import StoreError, open_engine
 
 
 @pytest.fixture
-def lib(tmp_path):
-    library = Library(str(tmp_path / "lib.db"))
+def lib(db):
+    library = Library(db)
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     rng = np.random.default_rng(7)
     probs = {}
@@ -99,30 +100,35 @@ def test_foreign_or_newer_databases_are_refused(tmp_path):
         open_engine(str(tmp_path / "folder.db"))
 
 
-def test_schema_1_database_is_migrated(tmp_path):
-    import sqlite3
+def test_schema_1_database_is_migrated(db):
+    from sqlalchemy import create_engine, inspect, text
 
-    from sqlalchemy import inspect
-    path = tmp_path / "v1.db"
-    open_engine(str(path))
-    with sqlite3.connect(path) as conn:  # make it look like a database of the first release
-        conn.execute("DROP TABLE write_journal")
-        conn.execute("DROP TABLE write_runs")
-        conn.execute("DROP TABLE learned_tags")
+    from tagger.store.db import db_url
+    open_engine(db).dispose()
+    raw = create_engine(db_url(db))
+    with raw.begin() as conn:  # make it look like a database of the first release
+        conn.execute(text("DROP TABLE write_journal"))
+        conn.execute(text("DROP TABLE write_runs"))
+        conn.execute(text("DROP TABLE learned_tags"))
         for column in ("title", "artist", "album", "album_artist", "genre", "year", "track_no", "metadata_read"):
-            conn.execute(f"ALTER TABLE tracks DROP COLUMN {column}")
-        conn.execute("INSERT INTO tracks (path, size, mtime_ns, status) VALUES ('/m/old.mp3', 1, 2, 'failed')")
-        conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    engine = open_engine(str(path))
+            conn.execute(text(f"ALTER TABLE tracks DROP COLUMN {column}"))
+        conn.execute(text("INSERT INTO tracks (path, size, mtime_ns, status) VALUES ('/m/old.mp3', 1, 2, 'failed')"))
+        conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+    engine = open_engine(db)
     assert {"write_runs", "write_journal", "learned_tags"} <= set(inspect(engine).get_table_names())
     assert {"title", "artist", "year", "track_no"} <= {c["name"] for c in inspect(engine).get_columns("tracks")}
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
-        assert conn.execute("SELECT path, artist FROM tracks").fetchall() == [("/m/old.mp3", None)]
+    with raw.connect() as conn:
+        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar_one() == "3"
+        assert conn.execute(text("SELECT path, artist FROM tracks")).fetchall() == [("/m/old.mp3", None)]
+    library = Library(db)  # and the migrated database works: a scan result is stored and read
+    model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    p = np.full(50, 0.25, dtype=np.float32)
+    library.save([TrackResult("/m/new.flac", 1, 1, "f", "flac", 3.0, 1, p, np.zeros(256, np.float32))], model)
+    assert library.track("/m/new.flac").status == "ok"
 
 
-def test_a_track_that_cannot_be_stored_costs_only_itself(tmp_path):
-    library = Library(str(tmp_path / "lib.db"))
+def test_a_track_that_cannot_be_stored_costs_only_itself(db):
+    library = Library(db)
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     p = np.full(50, 0.3, dtype=np.float32)
     nan = p.copy()
