@@ -99,8 +99,11 @@ def resolve_model_path(name_or_path: str | os.PathLike[str]) -> Path:
 
 def _refuse_pickles(path: Path) -> None:
     with path.open("rb") as f:
-        head = f.read(4)
-    if path.suffix.lower() in _PICKLE_SUFFIXES or head[:2] == b"PK" or head[:1] == b"\x80":
+        head = f.read(9)
+    # safetensors: a little-endian u64 header length, then the JSON header's '{'. Its first
+    # byte is that length's low byte, so it is 0x80 (pickle's protocol marker) for 1 file in 256
+    safetensors = len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 32
+    if path.suffix.lower() in _PICKLE_SUFFIXES or (not safetensors and (head[:2] == b"PK" or head[:1] == b"\x80")):
         raise ModelFileError(path, "looks like a pickle-based PyTorch file; tagger never unpickles "
                              "model files because unpickling can run arbitrary code",
                              "convert it to a tagger .safetensors model file")

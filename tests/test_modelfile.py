@@ -91,3 +91,19 @@ def test_weights_that_do_not_fit_are_refused(tmp_path):
     save_file(state, tmp_path / "bad.safetensors", metadata={"tagger": json.dumps(meta)})
     with pytest.raises(ModelFileError, match="weights do not fit"):
         load_model(tmp_path / "bad.safetensors")
+
+
+def test_a_safetensors_file_whose_first_byte_looks_like_pickle_loads(tmp_path, vgg):
+    # the first byte is the low byte of the JSON header's length: 0x80, pickle's marker, for
+    # one model file in 256 (it happened to trained models)
+    from dataclasses import replace
+
+    from tagger.modelfile import save_model
+
+    path = tmp_path / "m.safetensors"
+    for n in range(300):
+        save_model(vgg, path, replace(vgg.card, name="x" * n))
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    assert path.read_bytes()[:1] == b"\x80"
+    assert load_model(path).card.name == "x" * n
