@@ -61,6 +61,13 @@ class Library:
     # --- models -------------------------------------------------------------------------
     def ensure_model(self, card: ModelCard, embedding_size: int) -> StoredModel:
         """The stored row of ``card``'s model (by file hash), added on first use."""
+        try:
+            self._add_model(card, embedding_size)
+        except IntegrityError:  # another scanner added it at the same moment
+            pass
+        return self.model(sha256=card.sha256)
+
+    def _add_model(self, card: ModelCard, embedding_size: int) -> None:
         with self.engine.begin() as conn:
             row = conn.execute(select(models.c.id).where(models.c.sha256 == card.sha256)).first()
             if row is None:
@@ -71,7 +78,6 @@ class Library:
                           "provenance": card.provenance, "metrics": card.metrics})).inserted_primary_key[0]
                 conn.execute(insert(tags), [{"model_id": model_id, "idx": i, "raw": t, "name": tag_name(t)}
                                             for i, t in enumerate(card.tags)])
-        return self.model(sha256=card.sha256)
 
     def find_model(self, sha256: str) -> StoredModel | None:
         """The stored model with this file hash, or None (nothing is added)."""
@@ -132,6 +138,16 @@ class Library:
         with self.engine.begin() as conn:
             for i in range(0, len(ids), 500):
                 conn.execute(update(tracks).where(tracks.c.id.in_(ids[i:i + 500])).values(status=status))
+
+    def set_missing(self, gone: Sequence[tuple[int, str]]) -> None:
+        """Mark tracks ``(id, path)`` missing, each only where it still has that path: a scanner
+        of another folder may have found it moved there since this one's plan."""
+        if gone:
+            with self.engine.begin() as conn:
+                conn.execute(update(tracks).where(tracks.c.id == bindparam("track_id"),
+                                                  tracks.c.path == bindparam("old_path"))
+                             .values(status="missing"),
+                             [{"track_id": i, "old_path": p} for i, p in gone])
 
     def save(self, results: Sequence[TrackResult], model: StoredModel) -> list[tuple[str, str]]:
         """Store scan results in one transaction, each track fully or not at all.

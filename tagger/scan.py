@@ -25,15 +25,23 @@ from tagger.engine.plan import ScanPlan, plan_scan
 from tagger.engine.results import EngineStats, TrackResult
 from tagger.errors import UsageError
 from tagger.inference import resolve_device
+from tagger.discover import FoundFile
 from tagger.library import Library, StoredModel
 from tagger.modelfile import load_model
 from tagger.runner import ModelRunner
+from tagger.store.claims import Claims
 
 __all__ = ["DEFAULT_CHUNKS", "ScanOptions", "ScanPlan", "ScanProgress", "ScanSummary", "scan"]
 
 COMPILE_MIN_CHUNKS = 4000  # below this a 5–25 s compile costs more than it saves (RESULTS.md)
 COMMIT_EVERY_S = 1.0
 COMMIT_EVERY_TRACKS = 256
+# files claimed at once by a scanner sharing a PostgreSQL database: at most a quarter of what it
+# has left (a scanner that starts a little later still finds work), at most CLAIM_ROUND (the
+# scanners finish close together), at least MIN_ROUND. Each round restarts the decode workers and
+# drains the pipeline (~0.5 s), so rounds are kept large for fast machines
+CLAIM_ROUND = 256
+MIN_ROUND = 2
 
 
 @dataclass
@@ -56,6 +64,8 @@ class ScanSummary:
     model_name: str = ""
     engine: EngineStats = field(default_factory=EngineStats)
     metadata_read: int = 0  # tracks scanned before schema 3 whose file metadata was read now
+    done_by_others: int = 0  # planned here, then stored by another scanner of the same database
+    left_to_others: int = 0  # still claimed by another scanner at the end: it stores them
 
 
 AfterSave = Callable[[Library, list[TrackResult]], None]
@@ -125,14 +135,17 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
         return ScanSummary(plan=plan, model_name=model.card.name, engine=stats,
                            elapsed_s=time.perf_counter() - started)
     library = Library(db)
-    with writer_lock(db):
+    with writer_lock(db, shared=True), Claims(library.engine) as claims:
         stored = library.ensure_model(model.card, model.embedding_size)
-        plan = plan_scan(library.track_states(), roots, stored.id, options.force, options.include_hidden)
+        planned_at = time.time()  # what another scanner stores after this, it stored for us too
+        known = library.track_states()
+        plan = plan_scan(known, roots, stored.id, options.force, options.include_hidden)
         summary = ScanSummary(plan=plan, model_name=model.card.name, engine=stats)
         if on_plan:
             on_plan(plan)
+        path_of = {s.id: s.path for s in known.values()}
         library.move(plan.moved)
-        library.set_status(plan.missing, "missing")
+        library.set_missing([(i, path_of[i]) for i in plan.missing])
         library.set_status(plan.back, "ok")
         summary.metadata_read = _read_metadata_backlog(library, plan)
         store = _Store(library, stored, summary, after_save)
@@ -140,12 +153,14 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
             store.add(TrackResult(f.path, f.size, f.mtime_ns, error=reason))
         try:
             if plan.todo:
+                score = _Scoring(library, claims, stored, plan, model, device, options, workers, stats,
+                                 on_workers, planned_at)
                 total = len(plan.todo)
-                for done, result in enumerate(_score(plan.todo, model, device, options, workers, stats,
-                                                     on_workers), 1):
+                for done, result in enumerate(score.results(store), 1):
                     store.add(result)
                     if on_progress:
                         on_progress(ScanProgress(done, total, summary.audio_s, result.path, result.error))
+                summary.done_by_others, summary.left_to_others = score.done_by_others, len(score.held_by_others)
         except KeyboardInterrupt:
             summary.interrupted = True
             store.flush()  # whatever finished is kept
@@ -159,6 +174,75 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
             store.flush()
     summary.elapsed_s = time.perf_counter() - started
     return summary
+
+
+class _Scoring:
+    """The files of a plan through the engine, in rounds of claimed files.
+
+    Each round claims what it can of the files still to do (never waiting for a claim), drops
+    those another scanner stored since the plan, scores the rest, commits them and only then
+    releases their claims. Files another scanner holds are tried again in later rounds; those
+    still held when nothing else is left are left to it (its claim goes when its session does:
+    a scanner that died gives its files back to whoever comes next). On SQLite, the only
+    writer, it is one round of every file, as before."""
+
+    def __init__(self, library: Library, claims: Claims, stored: StoredModel, plan: ScanPlan, model, device,
+                 options: ScanOptions, workers: int, stats: EngineStats, on_workers, started_at: float) -> None:
+        self.library, self.claims, self.stored, self.options = library, claims, stored, options
+        self.started_at = started_at
+        self.todo = list(plan.todo)
+        self.done_by_others = 0
+        self.held_by_others: list[str] = []
+        self.one_round = not claims.shared or options.engine == "ray"  # a Ray cluster starts once a scan
+        self._args = (model, device, options, workers, stats, on_workers)
+        # one model runner for every round, sized (compile or not) by the whole plan
+        self._runner = None if options.engine == "ray" else _runner(model, device, options, len(self.todo), stats)
+
+    def results(self, store: _Store) -> Iterator[TrackResult]:
+        """Every result this scanner scores (consumed by ``store``, which each round commits)."""
+        while self.todo:
+            claimed, waiting = self._claim_round()
+            if not claimed:  # all that is left is held by other scanners, alive: theirs to store
+                fresh = self._not_stored(waiting)
+                self.done_by_others += len(waiting) - len(fresh)
+                self.held_by_others = [f.path for f in fresh]
+                return
+            fresh = self._not_stored(claimed)
+            self.done_by_others += len(claimed) - len(fresh)
+            self.todo = waiting
+            if fresh:
+                yield from _score(fresh, *self._args, runner=self._runner)
+                store.flush()  # committed before the claims go; if it fails, closing Claims frees them
+            self.claims.release([f.path for f in claimed])
+
+    def _claim_round(self) -> tuple[list[FoundFile], list[FoundFile]]:
+        """(claimed, not claimed): up to about a round's worth of files claimed, in plan order,
+        passing over those other scanners hold."""
+        size = len(self.todo) if self.one_round else min(CLAIM_ROUND, max(MIN_ROUND, -(-len(self.todo) // 4)))
+        claimed: list[FoundFile] = []
+        start = 0
+        while start < len(self.todo) and len(claimed) < size:
+            part = self.todo[start:start + size - len(claimed)]
+            start += len(part)
+            mine = set(self.claims.try_claim([f.path for f in part]))
+            claimed += [f for f in part if f.path in mine]
+        got = {f.path for f in claimed}
+        return claimed, [f for f in self.todo if f.path not in got]
+
+    def _not_stored(self, files: list[FoundFile]) -> list[FoundFile]:
+        """``files`` but those another scanner stored since the plan (SQLite: no other)."""
+        if not self.claims.shared:
+            return files
+        rows = {r.path: r for r in self.library.tracks_at([f.path for f in files])}
+        return [f for f in files if not self._done(f, rows.get(f.path))]
+
+    def _done(self, f: FoundFile, row) -> bool:
+        """Whether another scanner stored ``f`` as it is now, since this one planned."""
+        if row is None or row.size != f.size or row.mtime_ns != f.mtime_ns or row.status == "missing":
+            return False
+        if row.scanned_at is not None and row.scanned_at >= self.started_at:
+            return True
+        return not self.options.force and (row.status == "failed" or row.model_id == self.stored.id)
 
 
 def _read_metadata_backlog(library: Library, plan: ScanPlan) -> int:
@@ -182,13 +266,15 @@ def _read_metadata_backlog(library: Library, plan: ScanPlan) -> int:
 
 
 def _score(files, model, device: torch.device, options: ScanOptions, workers: int, stats: EngineStats,
-           on_workers: Callable[[list[int]], None] | None) -> Iterator[TrackResult]:
-    """The engine the options ask for, as one stream of TrackResults: exactly one per file."""
+           on_workers: Callable[[list[int]], None] | None, runner: ModelRunner | None = None
+           ) -> Iterator[TrackResult]:
+    """The engine the options ask for, as one stream of TrackResults: exactly one per file.
+    ``runner``: one made already (a scan in rounds makes it once)."""
     if options.engine == "ray":
         from tagger.engine.ray_engine import score_files_ray
 
         return score_files_ray(files, model, options, stats)
-    runner = _runner(model, device, options, len(files), stats)
+    runner = runner or _runner(model, device, options, len(files), stats)
     return score_files(files, runner, options.chunks, workers, stats, on_workers)
 
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, select
+from sqlalchemy import URL, Connection, Engine, create_engine, event, inspect, make_url, select, text
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
 from tagger.errors import TaggerError
@@ -51,8 +51,6 @@ def _v1_to_v2(conn) -> None:
 
 
 def _v2_to_v3(conn) -> None:
-    from sqlalchemy import text
-
     for name, kind in (("title", "TEXT"), ("artist", "TEXT"), ("album", "TEXT"), ("album_artist", "TEXT"),
                        ("genre", "TEXT"), ("year", "INTEGER"), ("track_no", "INTEGER")):
         conn.execute(text(f"ALTER TABLE tracks ADD COLUMN {name} {kind}"))
@@ -64,9 +62,16 @@ def _v2_to_v3(conn) -> None:
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
+# the two-key advisory lock space (apart from the one-key space of the file claims)
+WRITER_LOCK_KEYS = (0x7A6767, 1)  # 'tgg', the writer lock
+MIGRATE_LOCK_KEYS = (0x7A6767, 2)  # creating or upgrading the schema
+
+
 def _migrate(engine: Engine, path: str) -> None:
-    names = set(inspect(engine).get_table_names())
     with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":  # scanners starting together: one creates, the others see it
+            conn.execute(text("SELECT pg_advisory_xact_lock(:a, :b)"), dict(zip("ab", MIGRATE_LOCK_KEYS)))
+        names = set(inspect(conn).get_table_names())
         if "meta" not in names:
             if names - {"meta"}:
                 raise _db_error(path, "is a database, but not a tagger library",
@@ -183,29 +188,58 @@ def open_engine(db: str, create: bool = True) -> Engine:
     return engine
 
 
+BUSY = ("another tagger scan or write is writing to this database", "wait for it to finish, or use another --db")
+
+
 @contextmanager
-def writer_lock(db: str) -> Iterator[None]:
+def writer_lock(db: str, shared: bool = False) -> Iterator[None]:
     """One writer (a scan or a write) per database: a second one gets a clear error instead
     of waiting.
 
-    For SQLite an flock on ``DB.lock`` (released by the OS if tagger is killed); other
-    databases rely on their own transactions.
+    For SQLite an flock on ``DB.lock`` (released by the OS if tagger is killed), the same for
+    scans and writes. For PostgreSQL an advisory lock held by a session of its own (released by
+    the server if tagger dies): scans take it ``shared``, so that several scan at once (each
+    file is claimed: tagger.store.claims), while write, undo and learn take it alone.
     """
     url = db_url(db)
     if not url.startswith("sqlite:///"):
-        yield
+        with _server_lock(db, url, shared):
+            yield
         return
     lock_path = Path(url.removeprefix("sqlite:///") + ".lock")
     with _open_lock(lock_path) as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise StoreError(db, "another tagger scan or write is writing to this database",
-                             "wait for it to finish, or use another --db") from None
+            raise StoreError(db, *BUSY) from None
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _server_lock(db: str, url: str, shared: bool) -> Iterator[None]:
+    from sqlalchemy.pool import NullPool
+
+    engine = _create_engine(db, url)
+    if engine.dialect.name != "postgresql":  # other servers: their own transactions only
+        engine.dispose()
+        yield
+        return
+    engine = create_engine(engine.url, poolclass=NullPool, **_engine_options(engine.url))
+    try:
+        try:
+            conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except (OperationalError, DatabaseError) as e:
+            raise _connect_error(db, e.orig) from None
+        with conn:
+            kind = "pg_try_advisory_lock_shared" if shared else "pg_try_advisory_lock"
+            if not conn.execute(text(f"SELECT {kind}(:a, :b)"), dict(zip("ab", WRITER_LOCK_KEYS))).scalar():
+                raise _url_error(db, *BUSY)
+            yield  # closing the session releases the lock
+    finally:
+        engine.dispose()
 
 
 def _open_lock(lock_path: Path):
