@@ -134,6 +134,10 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
             on_plan(plan)
         return ScanSummary(plan=plan, model_name=model.card.name, engine=stats,
                            elapsed_s=time.perf_counter() - started)
+    if options.engine == "ray":
+        from tagger.engine.ray_engine import check_ray
+
+        check_ray(options)
     library = Library(db)
     with writer_lock(db, shared=True), Claims(library.engine) as claims:
         stored = library.ensure_model(model.card, model.embedding_size)

@@ -93,7 +93,11 @@ def test_a_file_another_scanner_holds_is_left_to_it_and_taken_after_that_scanner
     holder = subprocess.Popen([sys.executable, "-c", HOLD, pg_url, held], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "claimed"
-        assert _scanned(_scan(tmp_path / "music", "--db", pg_url)) == 2
+        scan = _scan(tmp_path / "music", "--db", pg_url)
+        out, err = scan.communicate(timeout=300)
+        assert scan.returncode == 0, err
+        assert int(SCANNED.search(out).group(1)) == 2
+        assert "0 of the files planned here were stored by them, 1 were still theirs" in out
         assert held not in _tracks(pg_url)  # skipped, not waited for
     finally:
         holder.send_signal(signal.SIGKILL)  # dies holding the claim: the server ends its session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -13,11 +14,14 @@ from rich.text import Text
 
 from tagger.cli.common import DB_OPTION, db_path, parse_chunks, plural, stderr_console, stdout_console
 from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
-from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, ScanOptions
+from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, ENGINES, PRECISIONS, ScanOptions
 from tagger.errors import CommandLineError
 
 # tagger.scan (torch, the engine) and tagger.writer are imported when a scan runs, so that
 # `tagger --help` and the commands that need no model start without torch
+
+
+_ADDRESS = re.compile(r"(ray://)?([^\s:/\[\]]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}/?")  # host:port, [v6]:port
 
 
 class _Rate(ProgressColumn):
@@ -48,6 +52,18 @@ def scan_command(
     precision: str = typer.Option("fp32", "--precision",
                                   help="fp32, or fp16 autocast on CUDA (track scores within 1e-2 of fp32; "
                                        "see benchmarks/RESULTS.md)."),
+    engine: str = typer.Option("local", "--engine",
+                               help="local: decode and score on this machine; ray: a Ray Data pipeline "
+                                    "(needs pip install 'tagger[ray]').", show_default=True),
+    ray_address: str = typer.Option(None, "--ray-address", show_default=False,
+                                    help="With --engine ray: the cluster to join (host:port, ray://host:port "
+                                         "or auto); default: a local Ray on this machine's cores."),
+    ray_actors: int = typer.Option(None, "--ray-actors", min=1, show_default=False,
+                                   help="With --engine ray: model actors (default: one per GPU, or one on "
+                                        "a CPU-only cluster)."),
+    ray_gpus: float = typer.Option(None, "--ray-gpus", min=0.0, show_default=False,
+                                   help="With --engine ray: GPUs per model actor (default: 1 where the cluster "
+                                        "has GPUs; 0 runs the model on CPUs)."),
     write_tags: bool = typer.Option(False, "--write-tags", help="Also write the top tags into each "
                                     "file's metadata (as 'tagger write'; undo with 'tagger write --undo')."),
     top: int = TOP_OPTION,
@@ -61,9 +77,22 @@ def scan_command(
         raise CommandLineError(None, f"--compile must be auto, yes or no, not {compile!r}")
     if precision not in PRECISIONS:
         raise CommandLineError(None, f"--precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
+    if engine not in ENGINES:
+        raise CommandLineError(None, f"--engine must be {' or '.join(ENGINES)}, not {engine!r}")
+    if engine != "ray":
+        given = [name for name, value in (("--ray-address", ray_address), ("--ray-actors", ray_actors),
+                                          ("--ray-gpus", ray_gpus)) if value is not None]
+        if given:
+            raise CommandLineError(None, f"{given[0]} needs --engine ray")
+    elif workers is not None:
+        raise CommandLineError(None, "--workers is for the local engine; with --engine ray the cluster's "
+                               "free CPUs decode (Ray schedules the decode tasks)")
+    elif ray_address is not None and ray_address != "auto" and not _ADDRESS.fullmatch(ray_address):
+        raise CommandLineError(None, f"--ray-address must be host:port, ray://host:port or auto, not {ray_address!r}")
     options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
-                          include_hidden=hidden, compile=compile, precision=precision)
+                          include_hidden=hidden, compile=compile, precision=precision, engine=engine,
+                          ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus)
     writing = _TagWriting(top, min_prob, fields, force) if write_tags and not dry_run else None
     out, err = stdout_console(), stderr_console()
     interactive = err.is_terminal
@@ -130,6 +159,9 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
     if s.metadata_read:
         out.print(f"read the file metadata (artist, title, …) of {plural(s.metadata_read, 'track')} scanned "
                   "before tagger kept it; their scores stay as they were")
+    if s.done_by_others or s.left_to_others:
+        out.print(f"other scanners of this database: {s.done_by_others} of the files planned here were stored "
+                  f"by them, {s.left_to_others} were still theirs when this scan ended")
     if dry_run or not (s.scanned or s.failed):
         return
     t = max(s.elapsed_s, 1e-9)

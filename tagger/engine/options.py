@@ -28,3 +28,5 @@ class ScanOptions:
     precision: str = "fp32"  # fp32 | fp16 (CUDA only; RESULTS.md has the rule)
     engine: str = "local"  # local (this machine's decode processes) | ray (a Ray Data pipeline)
     ray_address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
+    ray_actors: int | None = None  # model actors; None: one per GPU on a GPU cluster, else one
+    ray_gpus: float | None = None  # GPUs per model actor; None: 1 where the cluster has GPUs, else 0

@@ -1,0 +1,334 @@
+"""The Ray Data engine: the scan's decode → batch → run stages as a Ray Data pipeline, and its
+aggregate stage here in the driver, so ``tagger.scan`` stores the results as they stream.
+
+    file list ──▶ decode (CPU tasks, one file per block: ``decode.decode_events``)
+              ──▶ rows (file, generation, chunk [T] | the file's end event)
+              ──▶ run (``ModelActor`` pool: ``runner.ModelRunner``, batches of ``batch_size``)
+              ──▶ the driver: ``aggregate.Aggregator`` → one ``TrackResult`` per file
+
+A file's decode task sends its chunks as they are cut and then one end row carrying the
+decode stage's own "done" or "failed" event (duration, format, fingerprint, chunk count,
+metadata), which rides through the model stage untouched; a track is complete when its end
+row said how many chunks there were and all of them have come back. A decoder fallback
+("restart") starts a new generation of the file's chunks: rows of an older one are ignored.
+
+Failures cost one file: decode errors are the decode stage's "failed" events; a decode task
+that crashes or keeps failing is dropped by Ray Data (``max_errored_blocks``) and its file,
+whose end row never came, is reported failed when the stream ends. Ctrl-C (or closing the
+iterator) stops the job: the driver disconnects, which ends its tasks and actors.
+
+Without ``ray_address`` a local Ray is started on this machine's cores and stopped after;
+with one, the driver joins that cluster, whose workers need tagger and its model installed
+(a built-in model name, or a model file at the same path on every worker node).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from tagger.discover import FoundFile
+from tagger.engine.aggregate import Aggregator
+from tagger.engine.decode import decode_events
+from tagger.engine.options import ScanOptions
+from tagger.engine.results import NOT_FINITE, EngineStats, TrackResult
+from tagger.errors import TaggerError
+
+__all__ = ["RayEngineError", "score_files_ray"]
+
+# a decode task reserves half a CPU: decoding needs a fraction of a core per track (RESULTS.md:
+# the decode limit is ~5× the CPU scan rate), and a reservation unlike the model actor's keeps
+# Ray Data from fusing decoding into the actors, which would serialise it behind the model
+DECODE_CPUS = 0.5
+PROBE_TIMEOUT_S = 3.0  # a cluster address that does not accept a connection in this long is down
+MISSING = ("its results never came back from the Ray cluster (the task decoding or scoring it "
+           "failed repeatedly); it was not stored")
+
+
+class RayEngineError(TaggerError):
+    """Ray is not installed, or the cluster cannot be reached or refuses the job."""
+
+
+def score_files_ray(files: Sequence[FoundFile], model, options: ScanOptions,
+                    stats: EngineStats | None = None) -> Iterator[TrackResult]:
+    """Score ``files`` on a Ray cluster (``options.ray_address``; None: a local Ray on this
+    machine) and yield one TrackResult per file, in the order they finish, like
+    ``engine.score_files``. ``model`` is the driver's loaded TagModel: its card gives the
+    audio format and the tag count; the actors load ``options.model`` themselves."""
+    ray = _import_ray()
+    started = _connect(ray, options.ray_address)  # before the generator: a bad address fails at once
+    return _stream(ray, started, files, model, options, stats if stats is not None else EngineStats())
+
+
+def check_ray(options: ScanOptions) -> None:
+    """What can be checked before the scan opens its database: Ray is installed, and something
+    answers at ``options.ray_address`` (so a wrong address leaves no database behind)."""
+    _import_ray()
+    if options.ray_address not in (None, "auto"):
+        _probe(options.ray_address)
+
+
+def _import_ray():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no internet, and no reason to phone home
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise RayEngineError(None, "--engine ray needs Ray, which is not installed",
+                             "pip install 'tagger[ray]'") from None
+    for handler in logging.getLogger("ray.data").handlers:  # quiet on the terminal, not in ray-data.log
+        if "File" not in type(handler).__name__:
+            handler.setLevel(logging.ERROR)
+    return ray
+
+
+def _probe(address: str) -> None:
+    """Fail in seconds, in one line, when nothing answers at ``host:port`` (ray.init would
+    retry for a minute and print its own logs)."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise RayEngineError(None, f"--ray-address {address!r} is not host:port, ray://host:port or 'auto'",
+                             "e.g. --ray-address 10.0.0.5:6379")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as e:
+        raise RayEngineError(None, f"no Ray cluster answers at {address} ({e.strerror or e})",
+                             "start one with 'ray start --head', or check the address") from None
+
+
+def _connect(ray, address: str | None) -> bool:
+    """Join the cluster at ``address`` or start a local Ray → True if this call started Ray
+    (and so must stop it). A Ray already running in this process is used as it is."""
+    if ray.is_initialized():
+        return False
+    quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
+                 configure_logging=True)
+    if address is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        try:
+            # "local": a new Ray of our own, never a cluster this machine last joined or started
+            ray.init(address="local", num_cpus=cpus, **quiet)
+        except Exception as e:  # a full /tmp, no shared memory…
+            raise RayEngineError(None, f"cannot start a local Ray: {_first_line(e)}",
+                                 "or join a running cluster with --ray-address") from None
+        return True
+    if address != "auto":
+        _probe(address)
+    os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", "5")  # a port that answers but is not Ray
+    # while it retries, the driver's C++ core logs a warning a second to our stderr
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    try:
+        ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
+    except Exception as e:  # ConnectionError, a version mismatch, a timeout, a missing token…
+        hint = ("check the address, that the cluster runs the same Ray and Python, and, for a cluster "
+                "with token authentication (Ray's default), RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN")
+        raise RayEngineError(None, f"cannot join the Ray cluster at {address}: {_first_line(e)}", hint) from None
+    return True
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+# --- the pipeline's stages, run on the cluster's workers -----------------------------------------
+
+def _row_block(i: int, gen: int, chunks: np.ndarray, end: bytes | None = None) -> dict[str, np.ndarray]:
+    n = len(chunks)
+    return {"i": np.full(n, i, dtype=np.int64), "gen": np.full(n, gen, dtype=np.int64),
+            "chunk": chunks.astype(np.float32, copy=False),
+            "end": np.array([end or b""] * n, dtype=object)}
+
+
+def decode_file(batch: dict[str, np.ndarray], sample_rate: int, chunk: int,
+                n_chunks: int | None) -> Iterator[dict[str, np.ndarray]]:
+    """Decode stage: one file (a block of one row: i, path, size, mtime_ns) → its chunk rows as
+    they are cut, then its end row (the decode stage's "done"/"failed" event, pickled)."""
+    for i, path, size, mtime in zip(batch["i"], batch["path"], batch["size"], batch["mtime_ns"]):
+        f = FoundFile(str(path), int(size), int(mtime))
+        gen = 0
+        for event in decode_events(int(i), f, sample_rate, chunk, n_chunks):
+            kind = event[0]
+            if kind == "chunks":
+                yield _row_block(int(i), gen, event[2])
+            elif kind == "restart":
+                gen += 1
+            elif kind in ("done", "failed"):
+                # the end row needs a chunk of the column's shape; zeros, never scored
+                yield _row_block(int(i), gen, np.zeros((1, chunk), np.float32), pickle.dumps(event))
+
+
+class ModelActor:
+    """Run stage: the model on batches of chunk rows; end rows pass through unscored.
+    Out: i, gen, end, probs [n_tags], emb [E] per row, and model_s (the batch's time, on its
+    first row)."""
+
+    def __init__(self, model_name: str, device: str, batch_size: int, threads: int | None,
+                 compile_: bool, precision: str) -> None:
+        import torch
+
+        from tagger.inference import resolve_device
+        from tagger.modelfile import load_model
+        from tagger.runner import ModelRunner
+
+        dev = resolve_device(device)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        # as the local engine: on CPU the model gets every core (decoding needs a fraction of
+        # one); on CUDA this process only feeds the GPU
+        torch.set_num_threads(threads or (cores if dev.type == "cpu" else 1))
+        model = load_model(model_name, dev)
+        self.runner = ModelRunner(model, batch_size, compile=compile_, precision=precision)
+        self.n_tags, self.emb_size = len(model.card.tags), model.embedding_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        t0 = time.perf_counter()
+        is_chunk = np.array([not e for e in batch["end"]], dtype=bool)
+        n = len(is_chunk)
+        probs = np.zeros((n, self.n_tags), np.float32)
+        embs = np.zeros((n, self.emb_size), np.float32)
+        rows = np.flatnonzero(is_chunk)
+        size = self.runner.batch_size
+        for start in range(0, len(rows), size):
+            part = rows[start:start + size]
+            probs[part], embs[part] = self.runner(np.ascontiguousarray(batch["chunk"][part], np.float32))
+        model_s = np.zeros(n)
+        if n:
+            model_s[0] = time.perf_counter() - t0
+        return {"i": batch["i"], "gen": batch["gen"], "end": batch["end"], "probs": probs, "emb": embs,
+                "model_s": model_s}
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+def _actor_plan(ray, options: ScanOptions) -> tuple[int, float, str]:
+    """→ (actors, GPUs per actor, the actors' device): one actor per GPU where the cluster has
+    GPUs (``options.ray_gpus`` each), else ``options.ray_actors`` (default 1) CPU actors."""
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    per_actor = options.ray_gpus if options.ray_gpus is not None else (1.0 if gpus else 0.0)
+    if per_actor > 0:
+        if gpus < per_actor:
+            raise RayEngineError(None, f"the Ray cluster has {gpus:g} GPUs; {per_actor:g} per model actor "
+                                 "cannot be scheduled", "use --ray-gpus 0 to run the model on CPUs")
+        actors = options.ray_actors or max(1, int(gpus // per_actor))
+        device = options.device if options.device.startswith("cuda") else "cuda"
+        return actors, per_actor, device
+    device = "cpu" if options.device in ("auto", "cuda") else options.device
+    return options.ray_actors or 1, 0.0, device
+
+
+def _build(ray, files: Sequence[FoundFile], card, options: ScanOptions, actors: int, gpus: float,
+           device: str):
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # the scan's own progress is the one shown
+    ctx.print_on_execution_start = False
+    ctx.max_errored_blocks = -1  # a file whose task keeps crashing is dropped, and reported failed
+    items = [{"i": i, "path": f.path, "size": f.size, "mtime_ns": f.mtime_ns} for i, f in enumerate(files)]
+    compile_ = options.compile == "yes"  # each actor would compile again: only when asked
+    return (ray.data.from_items(items, override_num_blocks=max(1, len(items)))
+            .map_batches(decode_file, batch_size=1, batch_format="numpy", num_cpus=DECODE_CPUS,
+                         fn_kwargs=dict(sample_rate=card.sample_rate, chunk=card.chunk_samples,
+                                        n_chunks=options.chunks))
+            .map_batches(ModelActor, batch_size=options.batch_size, batch_format="numpy",
+                         compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=1,
+                         fn_constructor_kwargs=dict(model_name=options.model, device=device,
+                                                    batch_size=options.batch_size, threads=options.threads,
+                                                    compile_=compile_, precision=options.precision)))
+
+
+def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: ScanOptions,
+            stats: EngineStats) -> Iterator[TrackResult]:
+    card = model.card
+    try:
+        actors, gpus, device = _actor_plan(ray, options)
+        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+        stats.device = f"ray: {actors} × {device}"
+        stats.workers = max(1, cluster_cpus - actors)  # CPUs left for decode tasks
+        stats.threads = options.threads or 0
+        stats.compiled = options.compile == "yes"
+        stats.precision = options.precision
+        dataset = _build(ray, files, card, options, actors, gpus, device)
+        agg = Aggregator(len(card.tags), model.embedding_size)
+        slot_of: dict[tuple[int, int], int] = {}  # (file, generation) → aggregator slot
+        file_of: dict[int, int] = {}  # aggregator slot → file
+        final_gen: dict[int, int] = {}  # file → the generation its end row named
+        ends: dict[int, tuple] = {}  # file → its "done" event, while chunks are still out
+        finished: set[int] = set()
+
+        def slot(i: int, gen: int) -> int:
+            key = (i, gen)
+            if key not in slot_of:
+                if i in finished or final_gen.get(i, gen) != gen:
+                    return -1  # a finished file, or an abandoned generation: ignored
+                slot_of[key] = len(slot_of)
+                file_of[slot_of[key]] = i
+                agg.open(slot_of[key])
+            return slot_of[key]
+
+        def finish(i: int) -> TrackResult:
+            finished.add(i)
+            probs, emb, n = agg.pop(slot_of[(i, final_gen[i])])
+            _, _, duration, fmt, fp, _, tags = ends.pop(i)
+            f = files[i]
+            if not (np.isfinite(probs).all() and np.isfinite(emb).all()):
+                return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, error=NOT_FINITE, metadata=tags)
+            stats.chunks += n
+            return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, n, probs, emb, metadata=tags)
+
+        def on_end(i: int, gen: int, event: tuple) -> Iterator[TrackResult]:
+            final_gen[i] = gen
+            for (j, g), s in list(slot_of.items()):
+                if j == i and g != gen:
+                    agg.drop(s)
+            if event[0] == "failed":
+                finished.add(i)
+                if (i, gen) in slot_of:
+                    agg.drop(slot_of[(i, gen)])
+                f = files[i]
+                yield TrackResult(f.path, f.size, f.mtime_ns, error=event[2])
+                return
+            ends[i] = event
+            if agg.decoded(slot(i, gen), event[5]):
+                yield finish(i)
+
+        batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1))
+        try:
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                stats.wait_s += time.perf_counter() - t0
+                if batch is None:
+                    break
+                stats.model_s += float(batch["model_s"].sum()) / actors
+                is_end = np.array([bool(e) for e in batch["end"]], dtype=bool)
+                chunk_rows = np.flatnonzero(~is_end)
+                if len(chunk_rows):
+                    owners = np.array([slot(int(batch["i"][r]), int(batch["gen"][r])) for r in chunk_rows],
+                                      dtype=np.int64)
+                    for s in agg.add(owners, batch["probs"][chunk_rows], batch["emb"][chunk_rows]):
+                        if file_of[s] in ends:
+                            yield finish(file_of[s])
+                for r in np.flatnonzero(is_end):
+                    yield from on_end(int(batch["i"][r]), int(batch["gen"][r]), pickle.loads(batch["end"][r]))
+        finally:
+            close = getattr(batches, "close", None)
+            if close:
+                close()
+        for i, f in enumerate(files):  # a dropped block: never lose a file silently
+            if i not in finished:
+                yield TrackResult(f.path, f.size, f.mtime_ns, error=MISSING)
+    except Exception as e:
+        if isinstance(e, TaggerError) or not type(e).__module__.startswith("ray"):
+            raise
+        raise RayEngineError(None, f"the Ray job failed: {_first_line(e)}",
+                             "see the Ray logs (ray status; /tmp/ray/session_latest/logs)") from None
+    finally:
+        stats.device_busy_s = stats.model_s
+        if started:
+            ray.shutdown()  # ends the job's tasks and actors; a local Ray stops with it
