@@ -63,3 +63,27 @@ def test_eval_mode_and_none_preset_change_nothing():
     aug = build_augment(["polarity", "gain", "pitch"], p=1.0).eval()
     assert torch.equal(aug(x), x)
     assert torch.equal(build_augment([]).train()(x), x)
+
+
+def test_the_gpu_way_of_pitch_shifting_gives_the_cpu_ways_result():
+    """Every shift for the whole batch picked by ``where`` (no host sync, for CUDA) == the
+    examples grouped by shift (the CPU's way): same draws, same output."""
+    aug = PitchShift(p=0.7, max_semitones=2).train()
+    x = torch.randn(12, 16000)
+    grouped = aug(x, torch.Generator().manual_seed(5), grouped=True)
+    drawn = aug.last["semitones"].clone()
+    picked = aug(x, torch.Generator().manual_seed(5), grouped=False)
+    assert torch.equal(aug.last["semitones"], drawn) and (drawn == 0).any() and (drawn != 0).any()
+    assert torch.allclose(grouped, picked, atol=1e-5)
+    assert torch.equal(picked[drawn == 0], x[drawn == 0])
+
+
+def test_overlap_add_inverse_matches_torch_istft():
+    from training.augment import _istft
+
+    x = torch.randn(3, 16000)
+    window = torch.hann_window(512)
+    spec = torch.stft(x, 512, 128, window=window, return_complex=True)
+    for length in (16000, 15000):
+        expected = torch.istft(spec, 512, 128, window=window, length=length)
+        assert torch.allclose(_istft(spec, 512, 128, window, length), expected, atol=1e-5)

@@ -6,10 +6,12 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from conftest import ROOT, run_cli
 
@@ -181,7 +183,7 @@ def test_train_is_a_plain_command_whose_help_lists_the_choices(monkeypatch):
     usage = run_cli("train", "--help").stdout
     assert "Usage: tagger train [OPTIONS]" in usage and "COMMAND" not in usage
     for choices in ("mtat|csv", "report|baseline", "relu|elu|gelu", "sgd|adam|nadam", "bce|focal",
-                    "auto|cpu|cuda|cuda:N", "--prepare-only"):
+                    "auto|cpu|cuda|cuda:N", "fp32|bf16", "--prepare-only"):
         assert choices in usage, choices
     evaluate = run_cli("evaluate", "--help").stdout
     assert "train|valid|test" in evaluate and "mtat|csv" in evaluate
@@ -197,3 +199,116 @@ def test_train_command_module_imports_no_torch():
             "sys.exit('torch imported' if 'torch' in sys.modules else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+# --- the recipe's defaults, exact resume, the loader's epochs --------------------------------
+
+def test_default_config_is_the_recipe():
+    from tagger.cnn import ACTIVATIONS
+    from training.config import TrainConfig
+    from training.train import build_model
+
+    c = TrainConfig()
+    assert (c.arch, c.optimizer, c.lr, c.loss, c.focal_gamma, c.batch_size, c.epochs) == \
+        ("report", "nadam", 1e-3, "focal", 2.0, 16, 50)
+    assert c.precision == "fp32" and c.activation == "gelu"
+    assert c.augment == ("polarity", "gain", "pitch") and c.eval_chunks == 16
+    model = build_model(c, 50)
+    assert [b.channels for b in model.config.blocks] == [128, 256, 256, 128, 128, 128]
+    assert all(isinstance(b.act, ACTIVATIONS["gelu"]) for b in model.blocks)
+    # dropout 0.1 after each conv block: blocks 1-5 their own, block 6's is the head's — its
+    # pool leaves 1×1, so the global max changes nothing and the head dropout follows block 6
+    assert [b.dropout.p if isinstance(b.dropout, torch.nn.Dropout) else 0.0 for b in model.blocks] == \
+        [0.1] * 5 + [0.0]
+    assert model.head_dropout.p == 0.1
+    assert model.blocks(torch.zeros(1, 1, 96, 188)).shape == (1, 128, 1, 1)
+
+
+def test_baseline_trains_with_relu_unless_an_activation_is_given():
+    from tagger.cnn import ACTIVATIONS
+    from training.config import TrainConfig
+    from training.train import build_model
+
+    base = build_model(TrainConfig(arch="baseline"), 50)
+    assert TrainConfig(arch="baseline").activation == "relu"
+    assert all(isinstance(b.act, ACTIVATIONS["relu"]) for b in base.blocks) and len(base.blocks) == 4
+    gelu = build_model(TrainConfig(arch="baseline", activation="gelu"), 50)
+    assert all(isinstance(b.act, ACTIVATIONS["gelu"]) for b in gelu.blocks)
+    assert TrainConfig(arch="report", activation="elu").activation == "elu"
+
+
+def test_configs_written_with_mixed_precision_resume_as_they_trained():
+    from training.config import TrainConfig
+
+    old = TrainConfig().to_dict()
+    del old["precision"]
+    assert TrainConfig.from_dict(dict(old, mixed_precision=True)).precision == "bf16"
+    assert TrainConfig.from_dict(dict(old, mixed_precision=False)).precision == "fp32"
+    assert TrainConfig.from_dict(dict(old, activation="gelu", arch="baseline")).activation == "gelu"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from training.data import Cache, load_mtat
+
+    root = tmp_path_factory.mktemp("tiny-mtat")
+    make_dataset(root, n_train=16, n_valid=6, n_test=4)
+    data = load_mtat(root)
+    cache = Cache(root / "cache")
+    cache.prepare(data.clips, workers=0)
+    return data, cache
+
+
+def test_resume_continues_bit_for_bit(tiny, tmp_path):
+    """2 epochs in one go == 1 epoch, then --resume for the 2nd: same weights, optimizer state
+    and losses (dropout, the augmentations' draws and the crops all continue)."""
+    from safetensors.torch import load_file
+
+    from training.config import TrainConfig
+    from training.train import train
+
+    data, cache = tiny
+    config = TrainConfig(widths=(8,) * 6, batch_size=4, epochs=2, workers=0, eval_chunks=3)
+    whole = train(data, cache, tmp_path / "whole", config, "t", "cpu")
+    train(data, cache, tmp_path / "split", replace(config, epochs=1), "t", "cpu")
+    resumed = train(data, cache, tmp_path / "split", config, "t", "cpu", resume=True)
+    a = load_file(str(tmp_path / "whole" / "checkpoint.safetensors"))
+    b = load_file(str(tmp_path / "split" / "checkpoint.safetensors"))
+    differ = [k for k in a if k.startswith(("model.", "opt.")) and not torch.equal(a[k], b[k])]
+    assert not differ, f"resumed weights differ: {differ[:5]}"
+    assert [h.train_loss for h in whole.history] == [h.train_loss for h in resumed.history]
+
+
+def test_persistent_workers_crop_each_epoch_as_the_seed_says(tiny):
+    from training.config import TrainConfig
+    from training.data import CropDataset
+    from training.train import train_loader
+
+    data, cache = tiny
+    clips = [c for c in data.split("train") if c.key in cache.entries]
+    crops = CropDataset(cache, clips, seed=3)
+    loader, sampler = train_loader(crops, TrainConfig(batch_size=4, workers=1, seed=3), torch.device("cpu"))
+    expected = CropDataset(cache, clips, seed=3)
+    seen = []
+    for epoch in (0, 1):
+        sampler.epoch = epoch
+        order = [i for _, i in sampler]
+        x = torch.cat([batch for batch, _ in loader])
+        expected.epoch = epoch
+        assert torch.equal(x, torch.stack([expected[i][0] for i in order[:len(x)]])), f"epoch {epoch}"
+        seen.append(x)
+    assert not torch.equal(seen[0], seen[1]), "a new epoch, new crops and order"
+
+
+def test_cli_activation_overrides_the_baselines_relu(tmp_path):
+    root = tmp_path / "mtat"
+    make_dataset(root, n_train=12, n_valid=6, n_test=4)
+    run = tmp_path / "run"
+    result = run_cli("train", "--dataset", "mtat", "--data-dir", root, "--out", run, "--epochs", "1",
+                     "--arch", "baseline", "--widths", "8,8,8,8", "--activation", "gelu", "--batch-size", "4",
+                     "--workers", "0", "--augment", "none", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert (config["arch"], config["activation"], config["precision"]) == ("baseline", "gelu", "fp32")
+    info = json.loads(run_cli("models", "info", run / "model.safetensors", "--json").stdout)
+    assert info["config"]["activation"] == "gelu"

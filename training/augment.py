@@ -84,9 +84,25 @@ def _resample_to(x: torch.Tensor, length: int) -> torch.Tensor:
     return torch.fft.irfft(spec, n=length, dim=-1) * (length / n)
 
 
+def _istft(spec: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, length: int) -> torch.Tensor:
+    """``torch.istft`` (centred frames) without its host sync: torch.istft reads its window
+    envelope's minimum back to the host to check the overlap-add condition, which a Hann window
+    at hop n_fft/4 always meets. Overlap-add through ``fold``, divided by the window² envelope."""
+    n_frames = spec.shape[-1]
+    frames = torch.fft.irfft(spec, n=n_fft, dim=-2) * window[:, None]  # [B, n_fft, frames]
+    total = n_fft + hop * (n_frames - 1)
+    fold = dict(output_size=(1, total), kernel_size=(1, n_fft), stride=(1, hop))
+    y = torch.nn.functional.fold(frames, **fold).reshape(spec.shape[0], total)
+    squares = (window ** 2)[None, :, None].expand(1, n_fft, n_frames)
+    envelope = torch.nn.functional.fold(squares, **fold).reshape(total)
+    start = n_fft // 2
+    y = (y / envelope.clamp_min(1e-11))[:, start:start + length]
+    return torch.nn.functional.pad(y, (0, length - y.shape[-1])) if y.shape[-1] < length else y
+
+
 def pitch_shift(x: torch.Tensor, semitones: float, n_fft: int = 512, hop: int = 128) -> torch.Tensor:
     """Shift ``[B, T]`` by ``semitones`` keeping the duration: phase-vocoder time stretch by
-    2^(s/12), then resample back to T samples."""
+    2^(s/12), then resample back to T samples. No host sync on CUDA."""
     if semitones == 0:
         return x
     ratio = 2.0 ** (semitones / 12.0)
@@ -94,31 +110,45 @@ def pitch_shift(x: torch.Tensor, semitones: float, n_fft: int = 512, hop: int = 
     window = torch.hann_window(n_fft, device=x.device, dtype=x.dtype)
     spec = torch.stft(x, n_fft, hop, window=window, return_complex=True)
     stretched = _phase_vocoder(spec, 1.0 / ratio, hop)  # ratio× longer, same pitch
-    longer = torch.istft(stretched, n_fft, hop, window=window, length=int(round(n * ratio)))
+    longer = _istft(stretched, n_fft, hop, window, int(round(n * ratio)))
     return _resample_to(longer, n)  # squeeze back to T: pitch × ratio
 
 
 class PitchShift(_Augmentation):
     """Shift by a whole number of semitones drawn uniformly from ±``max_semitones`` (0 excluded),
-    keeping the duration. Examples sharing a shift are processed together."""
+    keeping the duration.
+
+    Two ways to the same result: on the CPU the examples sharing a shift are processed together
+    (reading the drawn shifts on the host costs nothing there, and only the chosen rows are
+    shifted); on a GPU every shift is computed for the whole batch and the drawn one picked by
+    ``where``, so that nothing waits for the host (4 shifts of a batch of 3 s clips are
+    a few milliseconds of device time, a host round trip per step stalls the queue)."""
 
     def __init__(self, p: float, max_semitones: int = 2) -> None:
         super().__init__(p)
         self.choices = [s for s in range(-max_semitones, max_semitones + 1) if s != 0]
+        # a buffer, so it moves with .to(device): building it per call is a host→device copy
+        self.register_buffer("options", torch.tensor(self.choices or [0]), persistent=False)
 
-    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None,
+                grouped: bool | None = None) -> torch.Tensor:
+        """``grouped``: None picks by device (grouped on CPU), True/False forces one way (tests)."""
         if not self.training or not self.choices:
             return x
         chosen = self._chosen(x, generator)
         pick = torch.randint(len(self.choices), (x.shape[0],), device=x.device, generator=generator)
-        shifts = torch.tensor(self.choices, device=x.device)[pick]
-        shifts = torch.where(chosen, shifts, torch.zeros_like(shifts))
+        shifts = torch.where(chosen, self.options[pick], torch.zeros_like(pick))
         self.last = {"applied": chosen, "semitones": shifts}
-        out = x.clone()
-        for s in shifts.unique().tolist():
-            if s != 0:
-                rows = shifts == s
-                out[rows] = pitch_shift(x[rows], float(s)).to(x.dtype)
+        if grouped if grouped is not None else x.device.type == "cpu":
+            out = x.clone()
+            for s in shifts.unique().tolist():
+                if s != 0:
+                    rows = shifts == s
+                    out[rows] = pitch_shift(x[rows], float(s)).to(x.dtype)
+            return out
+        out = x
+        for s in self.choices:
+            out = torch.where((shifts == s)[:, None], pitch_shift(x, float(s)).to(x.dtype), out)
         return out
 
 

@@ -13,6 +13,7 @@ from enum import Enum
 class DatasetKind(str, Enum):
     mtat = "mtat"
     csv = "csv"
+    folder = "folder"  # any folder of audio, targets from --teacher models
 
 
 class Arch(str, Enum):
@@ -24,6 +25,15 @@ class Activation(str, Enum):
     relu = "relu"
     elu = "elu"
     gelu = "gelu"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+# the activation each architecture was published with: --activation only overrides it
+ARCH_ACTIVATION = {"report": "gelu", "baseline": "relu"}
 
 
 class Optimizer(str, Enum):
@@ -47,7 +57,7 @@ class Split(str, Enum):
 class TrainConfig:
     arch: str = "report"  # report (6-block short-chunk CNN) | baseline (table 1: 4 blocks)
     widths: tuple[int, ...] | None = None  # conv widths; None: the arch's own
-    activation: str = "gelu"  # relu | elu | gelu
+    activation: str | None = None  # relu | elu | gelu; None: the arch's own (report GELU, baseline ReLU)
     optimizer: str = "nadam"  # sgd | adam | nadam
     lr: float = 1e-3
     momentum: float = 0.9  # SGD only
@@ -65,7 +75,15 @@ class TrainConfig:
     eval_chunks: int = 16  # evenly spaced 3 s chunks per validation/test clip
     seed: int = 0
     workers: int = 2
-    mixed_precision: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    # fp32 (TF32 convolutions, PyTorch's cuDNN default) | bf16 (autocast on CUDA; on CPU the
+    # run stays fp32, as runs before this option did)
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        # the resolved activation is what config.json, checkpoints and model files record, so a
+        # run says what it trained with; frozen: set through object.__setattr__
+        if self.activation is None:
+            object.__setattr__(self, "activation", ARCH_ACTIVATION.get(self.arch, "gelu"))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,4 +94,9 @@ class TrainConfig:
         for key in ("widths", "augment", "gain_db"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
+        if "mixed_precision" in d:
+            # runs before --precision: bf16 autocast on CUDA when True (fp32 on CPU either way);
+            # "bf16" keeps a resumed run behaving as it was trained on either device
+            mixed = d.pop("mixed_precision")
+            d.setdefault("precision", "bf16" if mixed else "fp32")
         return cls(**d)

@@ -1,6 +1,8 @@
-"""Training data: MagnaTagATune or a CSV of your own labels, decoded once into a cache.
+"""Training data: MagnaTagATune, a CSV of your own labels, or any folder of audio (whose
+targets come from teacher models, training/teacher.py), decoded once into a cache.
 
-A dataset is a list of clips (source path, 0/1 label vector, split) plus its tag list. The
+A dataset is a list of clips (source path, 0/1 label vector, optional soft targets, split)
+plus its tag list. The
 cache holds each clip as 16 kHz mono float16 in its own ``.npy`` (read memory-mapped) with a
 CRC-32 in ``manifest.json``; ``prepare`` fills it, resumes where it stopped, and rebuilds any
 entry whose file is missing or whose checksum no longer matches. By default it lives in the
@@ -28,9 +30,10 @@ from torch.utils.data import Dataset
 from tagger.atomic import replace_atomically
 from tagger.audio import decode
 from tagger.chunks import cut_chunks
+from tagger.discover import discover
 from tagger.errors import TaggerError, UsageError
 from tagger.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS
-from training.splits import SPLITS, assign_splits
+from training.splits import SPLITS, assign_splits, position
 
 SAMPLE_RATE = 16000
 CHUNK = 48000
@@ -40,8 +43,16 @@ CHUNK = 48000
 class Clip:
     key: str  # normalised path relative to the audio root: the clip's identity (cache, split, fingerprint)
     path: str  # source path (absolute for a CSV)
-    labels: np.ndarray  # [n_tags] uint8
+    labels: np.ndarray  # [n_tags] uint8: what evaluation scores against (ROC-AUC needs 0/1)
     split: str
+    # [n_tags] float32 in [0, 1]: what training fits, where it is not the labels themselves
+    # (a teacher's probabilities); None: the labels
+    targets: np.ndarray | None = None
+
+    @property
+    def train_targets(self) -> np.ndarray:
+        """What the loss compares the model's output with: ``[n_tags]`` float32."""
+        return (self.labels if self.targets is None else self.targets).astype(np.float32)
 
 
 @dataclass
@@ -52,6 +63,8 @@ class TagDataset:
     groups: dict[str, list[str]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)
     root: Path | None = None  # the folder the clip keys are relative to
+    # the models whose probabilities are the targets ({"name", "sha256"} each); [] for labels
+    teachers: list[dict] = field(default_factory=list)
 
     def split(self, name: str) -> list[Clip]:
         return [c for c in self.clips if c.split == name]
@@ -59,6 +72,8 @@ class TagDataset:
     def fingerprint(self) -> str:
         """Identifies the data a model was trained on: tags, clips, labels and splits."""
         h = hashlib.sha256("\n".join(self.tags).encode())
+        for t in self.teachers:  # other teachers are other targets, though the labels may agree
+            h.update(f"teacher\t{t['sha256']}\n".encode())
         for c in sorted(self.clips, key=lambda c: c.key):
             h.update(f"{c.key}\t{c.split}\t{''.join(map(str, c.labels.tolist()))}\n".encode())
         return h.hexdigest()
@@ -172,6 +187,55 @@ def load_csv(labels: str | os.PathLike[str], audio_root: str | os.PathLike[str],
                            fractions, str(labels_path))
     clips = [Clip(k, files[k].path, files[k].labels, split) for k, split in zip(keys, splits)]
     return TagDataset("csv", tags, clips, root=root)
+
+
+def load_folder(data_dir: str | os.PathLike[str], test_folders: list[str] | tuple[str, ...] = (),
+                seed: int = 0, valid_frac: float = 0.1, test_frac: float = 0.1) -> TagDataset:
+    """Every audio file under ``data_dir`` (tagger.discover: by extension or content, hidden
+    files skipped) as one clip per file, without tags yet: training/teacher.py gives them
+    their targets (and cuts long files into clips). Split per file, so the clips of one file
+    never land in two splits: files under ``test_folders`` (folders relative to ``data_dir``,
+    e.g. whole albums held out) are the test split, the rest get a seeded hash split that
+    stays put as files are added (valid ``valid_frac``; test ``test_frac`` only when no test
+    folders are given)."""
+    root = Path(data_dir).expanduser()
+    if not root.is_dir():
+        raise UsageError(root, "is not a folder", "--data-dir must be a folder of audio files")
+    held_out = [f.strip().strip("/") for f in test_folders if f.strip().strip("/")]
+    missing = [f for f in held_out if not (root / f).is_dir()]
+    if missing:
+        raise UsageError(root, f"has no folder {', '.join(missing)} (--test-folders)",
+                         "name folders relative to --data-dir, comma-separated")
+    found = discover([root]).files
+    if not found:
+        raise UsageError(root, "holds no audio files", "point --data-dir at a folder with music in it")
+    clips = []
+    resolved = root.resolve()
+    for f in found:
+        key, path = _normalised(root, f.path)
+        if not Path(path).is_relative_to(resolved):  # a link out of the folder: keep its own path
+            key, path = os.path.relpath(f.path, root), f.path
+        u = position(key, seed)
+        if any(key == h or key.startswith(h + "/") for h in held_out):
+            split = "test"
+        elif u < valid_frac:
+            split = "valid"
+        elif not held_out and u < valid_frac + test_frac:
+            split = "test"
+        else:
+            split = "train"
+        clips.append(Clip(key, path, np.zeros(0, np.uint8), split))
+    _every_split_filled(clips, seed, need_test=not held_out)
+    return TagDataset("folder", [], clips, root=root)
+
+
+def _every_split_filled(clips: list[Clip], seed: int, need_test: bool) -> None:
+    """A small folder's hash split can leave valid (or test) empty: the training clips whose
+    hash lies lowest move there, as few as it takes, while train keeps one."""
+    for split in ("valid", "test") if need_test else ("valid",):
+        train = sorted((c for c in clips if c.split == "train"), key=lambda c: position(c.key, seed))
+        if not any(c.split == split for c in clips) and len(train) > 1:
+            train[0].split = split
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -316,12 +380,6 @@ class Cache:
             except (ValueError, OSError):
                 pass  # a damaged manifest: every entry is verified and rebuilt as needed
 
-    def save(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with replace_atomically(self.manifest_path) as tmp, open(tmp, "w") as f:
-            json.dump({"version": 1, "sample_rate": SAMPLE_RATE, "entries": self.entries,
-                       "failed": self.failed}, f)
-
     def valid(self, key: str, source: str, full: bool = True) -> bool:
         """Whether the entry can be trusted: it was decoded from this very file (another audio
         folder with the same layout has the same keys; entries older than the ``source`` field
@@ -342,7 +400,25 @@ class Cache:
             return False
 
     def load(self, key: str) -> np.ndarray:
-        return np.load(self.root / self.entries[key]["file"], mmap_mode="r")
+        """The clip's samples ``[T]`` float16, memory-mapped; a segment's part of its file."""
+        e = self.entries[key]
+        audio = np.load(self.root / e["file"], mmap_mode="r")
+        return audio[e["start"]:e["stop"]] if "start" in e else audio
+
+    def add_segments(self, file_key: str, segments: list[tuple[str, int, int]]) -> None:
+        """Entries ``key → file_key's samples[start:stop]`` for ``(key, start, stop)``: clips cut
+        from one decoded file share its samples (nothing is copied). Kept in memory only; the
+        teacher step makes them on every run."""
+        whole = self.entries[file_key]
+        for key, start, stop in segments:
+            self.entries[key] = dict(whole, start=int(start), stop=int(stop), of=file_key)
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        entries = {k: e for k, e in self.entries.items() if "of" not in e}  # segments: made anew
+        with replace_atomically(self.manifest_path) as tmp, open(tmp, "w") as f:
+            json.dump({"version": 1, "sample_rate": SAMPLE_RATE, "entries": entries,
+                       "failed": self.failed}, f)
 
     def prepare(self, clips: list[Clip], workers: int = 2, full_check: bool = True,
                 on_progress: Callable[[int, int], None] | None = None) -> PrepareReport:
@@ -400,7 +476,18 @@ class CropDataset(Dataset):
         rng = np.random.default_rng((self.seed, self.epoch, i))
         start = int(rng.integers(0, max(1, len(audio) - CHUNK + 1)))
         x = cut_chunks(np.asarray(audio[start:start + CHUNK], dtype=np.float32), CHUNK, 1)[0]
-        return torch.from_numpy(x), torch.from_numpy(clip.labels.astype(np.float32))
+        return torch.from_numpy(x), torch.from_numpy(clip.train_targets)
+
+
+def evenly_spaced_chunks(audio: np.ndarray, n: int) -> np.ndarray:
+    """The recipe's evaluation protocol: exactly ``n`` evenly spaced 3 s chunks ``[n, 48000]``
+    float32, overlapping where the clip is short (a clip under 3 s is repeated to fill one).
+    Teacher targets use the same chunks, so a teacher scores a clip as evaluation does."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if len(audio) < CHUNK:
+        audio = cut_chunks(audio, CHUNK, 1)[0]
+    starts = np.linspace(0, len(audio) - CHUNK, n).round().astype(int)
+    return np.stack([audio[s:s + CHUNK] for s in starts])
 
 
 class ChunksDataset(Dataset):
@@ -414,10 +501,5 @@ class ChunksDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         clip = self.clips[i]
-        audio = np.asarray(self.cache.load(clip.key), dtype=np.float32)
-        if len(audio) < CHUNK:
-            audio = cut_chunks(audio, CHUNK, 1)[0]
-        # the recipe's protocol: exactly n evenly spaced chunks, overlapping where the clip is short
-        starts = np.linspace(0, len(audio) - CHUNK, self.n).round().astype(int)
-        chunks = np.stack([audio[s:s + CHUNK] for s in starts])
+        chunks = evenly_spaced_chunks(self.cache.load(clip.key), self.n)
         return torch.from_numpy(chunks), torch.from_numpy(clip.labels.astype(np.float32))

@@ -20,16 +20,22 @@ from training.metrics import tag_metrics
 @torch.inference_mode()
 def predict(model: TagModel, cache: Cache, clips: list[Clip], chunks: int = 16, workers: int = 0,
             batch_clips: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """(labels ``[N, T]``, clip probabilities ``[N, n_model_tags]``)."""
+    """(labels ``[N, T]``, clip probabilities ``[N, n_model_tags]``). The chunks are read in
+    ``workers`` processes (0: in this one) and, on CUDA, pinned and copied without blocking; the
+    probabilities stay on the device until the end, so no batch waits for the host."""
     device = next(model.parameters()).device
-    loader = DataLoader(ChunksDataset(cache, clips, chunks), batch_size=batch_clips, num_workers=workers)
+    cuda = device.type == "cuda"
+    loader = DataLoader(ChunksDataset(cache, clips, chunks), batch_size=batch_clips, num_workers=workers,
+                        pin_memory=cuda, prefetch_factor=4 if workers > 0 else None,
+                        # its own generator: the workers' seeds must not draw from torch's global RNG
+                        generator=torch.Generator().manual_seed(0))
     ys, ps = [], []
     for x, y in loader:
         b = x.shape[0]
-        probs = model(x.reshape(b * chunks, -1).to(device)).float().reshape(b, chunks, -1).mean(dim=1)
-        ps.append(probs.cpu().numpy())
-        ys.append(y.numpy())
-    return np.concatenate(ys), np.concatenate(ps)
+        x = x.reshape(b * chunks, -1).to(device, non_blocking=True)
+        ps.append(model(x).float().reshape(b, chunks, -1).mean(dim=1))
+        ys.append(y)
+    return torch.cat(ys).numpy(), torch.cat(ps).cpu().numpy()
 
 
 def evaluate(model: TagModel, cache: Cache, clips: list[Clip], tags: list[str], chunks: int = 16,

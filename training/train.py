@@ -1,5 +1,11 @@
-"""The training loop: the recipe of shared/docs/recipe.md, resumable, exporting the best
-epoch as a tagger model file that `tagger scan --model FILE` uses directly."""
+"""The training loop: the recipe of shared/docs/recipe.md, resumable bit for bit, exporting the
+best epoch as a tagger model file that `tagger scan --model FILE` uses directly.
+
+The loop keeps a GPU fed: the loader's workers live for the whole run (the epoch reaches them
+through the sampler's indices), batches are pinned and copied without blocking, the losses are
+summed on the device and read once per epoch (the progress callback reads them every
+``CUDA_READ_EVERY`` steps on CUDA), and the augmentations draw from a device generator without
+host round trips."""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from tagger.cnn import ShortChunkCNN, baseline_config, report_config, report_frontend
 from tagger.errors import UsageError
@@ -40,6 +46,7 @@ class EpochLog:
     loader_wait_share: float
     seconds: float
     best: bool  # a better validation ROC-AUC than every earlier epoch
+    gpu_busy_share: float | None = None  # CUDA: device time of the steps / epoch time; None on CPU
 
 
 @dataclass
@@ -60,7 +67,8 @@ def build_model(config: TrainConfig, n_tags: int) -> ShortChunkCNN:
         cnn = baseline_config(n_tags)
         if config.widths:
             cnn = replace(cnn, blocks=tuple(replace(b, channels=w) for b, w in zip(cnn.blocks, config.widths)))
-        cnn = replace(cnn, activation=config.activation)
+        if config.activation:  # TrainConfig resolves None to the arch's own (ReLU here)
+            cnn = replace(cnn, activation=config.activation)
     else:
         raise UsageError(None, f"unknown --arch {config.arch!r}", "use report or baseline")
     return ShortChunkCNN(report_frontend(), cnn)
@@ -82,6 +90,64 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+CUDA_READ_EVERY = 50  # steps between loss reads for the progress callback on CUDA (each read syncs)
+
+
+class EpochSampler(Sampler):
+    """A shuffled order per epoch, reproducible from (seed, epoch), yielding ``(epoch, index)``:
+    the epoch travels with each index to the loader's persistent workers, whose copies of the
+    dataset would otherwise keep the epoch they started with. Set ``epoch`` before iterating."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1000 + self.epoch))
+        epoch = self.epoch
+        return ((epoch, i) for i in order.tolist())
+
+
+class EpochItems(Dataset):
+    """``dataset[(epoch, i)]`` → ``dataset.epoch = epoch; dataset[i]``, in the worker that loads it."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        self.dataset.epoch, i = key
+        return self.dataset[i]
+
+
+def train_loader(dataset: Dataset, config: TrainConfig, device: torch.device) -> tuple[DataLoader, EpochSampler]:
+    """The training loader (persistent workers, pinned on CUDA) and its sampler, whose ``epoch``
+    picks each epoch's order and crops."""
+    sampler = EpochSampler(len(dataset), config.seed)
+    workers = config.workers
+    loader = DataLoader(EpochItems(dataset), batch_size=config.batch_size, sampler=sampler, num_workers=workers,
+                        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+                        pin_memory=device.type == "cuda", drop_last=len(dataset) > config.batch_size,
+                        # its own generator: the workers' seeds must not draw from torch's global
+                        # RNG, whose stream a resumed run restores
+                        generator=torch.Generator().manual_seed(config.seed))
+    return loader, sampler
+
+
+def rng_states(device: torch.device, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The random streams a run draws from besides torch's CPU one (dropout on CUDA, the
+    augmentations). numpy's and Python's global RNGs are not drawn from after the seeding
+    (the crops use their own seeded generators), so they are not saved."""
+    states = {"augment": generator.get_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
 def train(data: TagDataset, cache: Cache, out_dir: str | Path, config: TrainConfig, name: str,
           device: str = "auto", resume: bool = False,
           on_step: Callable[[int, int, int, float], None] | None = None,
@@ -94,6 +160,8 @@ def train(data: TagDataset, cache: Cache, out_dir: str | Path, config: TrainConf
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    if config.precision not in ("fp32", "bf16"):
+        raise UsageError(None, f"unknown --precision {config.precision!r}", "use fp32 or bf16")
     train_clips, valid_clips = _cached_split(data, cache, "train"), _cached_split(data, cache, "valid")
     _seed(config.seed)
     model = build_model(config, len(data.tags)).to(dev)
@@ -108,12 +176,14 @@ def train(data: TagDataset, cache: Cache, out_dir: str | Path, config: TrainConf
     # best_epoch 0: none yet; best_roc < 0: no epoch ranked by validation yet
     state = {"epochs_done": 0, "best_roc": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
     summary = data.summary()  # saved with every checkpoint: a resumed run must see the same data
+    generator = torch.Generator(device=dev).manual_seed(config.seed)  # the augmentations' stream
     if resume:
         state = _resume(ckpt_path, model, optimizer, config, summary, best_path)
+        _restore_rng(state.pop("rng"), dev, generator)
     (out / "config.json").write_text(json.dumps(config.to_dict(), indent=1))
     result = TrainResult(model_path, [EpochLog(**h) for h in state["history"]])
-    generator = torch.Generator(device=dev).manual_seed(config.seed)
-    autocast = dev.type == "cuda" and config.mixed_precision
+    autocast = dev.type == "cuda" and config.precision == "bf16"  # bf16 on CPU: fp32, as documented
+    loader, sampler = train_loader(dataset, config, dev)
     card = ModelCard(name=name, architecture="", config={}, frontend=model.frontend_config, tags=data.tags,
                      groups=data.groups, aliases=data.aliases, license="as the training data allows")
     for index in range(state["epochs_done"], config.epochs):  # index from 0 seeds the crops and shuffles
@@ -122,17 +192,11 @@ def train(data: TagDataset, cache: Cache, out_dir: str | Path, config: TrainConf
             break
         number = index + 1
         model.train()
-        dataset.epoch = index
-        loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=True, num_workers=config.workers,
-                            generator=torch.Generator().manual_seed(config.seed * 1000 + index),
-                            pin_memory=dev.type == "cuda", drop_last=len(dataset) > config.batch_size)
-        t_epoch = time.perf_counter()
+        sampler.epoch = index
         step_report = (lambda step, steps, value: on_step(number, step, steps, value)) if on_step else None
-        train_loss, seen, wait = _fit_epoch(model, loader, augment, loss_fn, optimizer, generator, autocast,
-                                            step_report)
-        seconds = time.perf_counter() - t_epoch
+        stats = fit_epoch(model, loader, augment, loss_fn, optimizer, generator, autocast, step_report)
         model.eval()
-        valid = evaluate(model, cache, valid_clips, data.tags, config.eval_chunks)
+        valid = evaluate(model, cache, valid_clips, data.tags, config.eval_chunks, config.workers)
         ranked = valid["tags_evaluated"] > 0
         better = ranked and valid["roc_auc"] > state["best_roc"]
         if ranked:
@@ -143,14 +207,17 @@ def train(data: TagDataset, cache: Cache, out_dir: str | Path, config: TrainConf
             card.metrics = {"valid": _summary(valid)}
             card.provenance = _provenance(data, config, number, "valid ROC-AUC" if ranked else "last epoch")
             save_model(model, best_path, card)
-        log = EpochLog(number, train_loss, _finite(valid["roc_auc"]), _finite(valid["pr_auc"]),
-                       valid["tags_evaluated"], seen / seconds, wait / seconds, seconds, better)
+        log = EpochLog(number, stats.loss, _finite(valid["roc_auc"]), _finite(valid["pr_auc"]),
+                       valid["tags_evaluated"], stats.seen / stats.seconds, stats.wait / stats.seconds,
+                       stats.seconds, better, stats.busy_share)
         result.history.append(log)
         state.update(epochs_done=number, history=[vars(h) for h in result.history])
-        save_checkpoint(ckpt_path, model, optimizer, dict(state, config=config.to_dict(), data=summary))
+        save_checkpoint(ckpt_path, model, optimizer, dict(state, config=config.to_dict(), data=summary),
+                        rng_states(dev, generator))
         _write_logs(out, result.history)
         if on_epoch:
             on_epoch(log)
+    del loader  # its persistent workers end here, not when the garbage collector gets to them
     result.best_epoch = state["best_epoch"]
     if state["best_roc"] < 0:
         result.unranked = (f"no tag has both positive and negative clips among the {len(valid_clips)} "
@@ -159,15 +226,43 @@ def train(data: TagDataset, cache: Cache, out_dir: str | Path, config: TrainConf
     return result
 
 
-def _fit_epoch(model: ShortChunkCNN, loader: DataLoader, augment: torch.nn.Module, loss_fn: Callable,
-               optimizer: torch.optim.Optimizer, generator: torch.Generator, autocast: bool,
-               on_step: Callable[[int, int, float], None] | None) -> tuple[float, int, float]:
-    """One pass over ``loader`` → (mean loss, clips seen, seconds spent waiting for batches)."""
+@dataclass
+class EpochStats:
+    loss: float  # mean training loss over the measured steps
+    seen: int  # clips in the measured steps
+    seconds: float  # wall time of the measured steps, the device's work included
+    wait: float  # of which blocked waiting for the next batch
+    busy_share: float | None  # CUDA: device time of the steps / seconds; None on CPU
+
+
+def fit_epoch(model: ShortChunkCNN, loader: DataLoader, augment: torch.nn.Module, loss_fn: Callable,
+              optimizer: torch.optim.Optimizer, generator: torch.Generator, autocast: bool,
+              on_step: Callable[[int, int, float], None] | None = None,
+              max_steps: int | None = None, skip: int = 0) -> EpochStats:
+    """One pass over ``loader`` (or its first ``max_steps`` batches). ``skip``: the first steps
+    run but are left out of the figures (a benchmark's warm-up; one device sync at its end).
+    ``on_step(step, steps, mean loss so far)`` is called every step; the loss it gets is read
+    from the device every step on CPU, every ``CUDA_READ_EVERY`` steps on CUDA."""
     dev = next(model.parameters()).device
-    wait, losses, seen = 0.0, [], 0
-    t_wait = time.perf_counter()
+    cuda = dev.type == "cuda"
+    steps = len(loader) if max_steps is None else min(max_steps, len(loader))
+    total = torch.zeros((), device=dev)  # summed on the device: .item() per step would sync per step
+    events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []
+    wait, seen, shown = 0.0, 0, float("nan")
+    t_start = t_wait = time.perf_counter()
     for step, (x, y) in enumerate(loader):
+        if step >= steps:
+            break
+        if step == skip and skip:
+            if cuda:
+                torch.cuda.synchronize(dev)
+            total.zero_()
+            wait, seen, events = 0.0, 0, []
+            t_start = t_wait = time.perf_counter()
         wait += time.perf_counter() - t_wait
+        if cuda:
+            events.append((torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)))
+            events[-1][0].record()
         x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
         with torch.no_grad():
             x = augment(x, generator)
@@ -176,12 +271,22 @@ def _fit_epoch(model: ShortChunkCNN, loader: DataLoader, augment: torch.nn.Modul
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        losses.append(loss.item())
+        total += loss.detach()
+        if cuda:
+            events[-1][1].record()
         seen += x.shape[0]
         if on_step:
-            on_step(step + 1, len(loader), losses[-1])
+            done = step + 1 - skip
+            if not cuda or done % CUDA_READ_EVERY == 0 or step + 1 == steps:
+                shown = total.item() / max(done, 1)
+            on_step(step + 1, steps, shown)
         t_wait = time.perf_counter()
-    return float(np.mean(losses)), seen, wait
+    if cuda:
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t_start
+    measured = max(steps - skip, 1)
+    busy = sum(a.elapsed_time(b) for a, b in events) / 1000 / seconds if cuda else None
+    return EpochStats(total.item() / measured, seen, seconds, wait, busy)
 
 
 def _cached_split(data: TagDataset, cache: Cache, split: str) -> list[Clip]:
@@ -200,14 +305,21 @@ def _resume(ckpt_path: Path, model: torch.nn.Module, optimizer: torch.optim.Opti
             config: TrainConfig, data: dict, best_path: Path) -> dict:
     if not ckpt_path.is_file():
         raise UsageError(ckpt_path, "no checkpoint to resume from")
-    state = load_checkpoint(ckpt_path, model, optimizer)
+    state = load_checkpoint(ckpt_path, model, optimizer)  # torch's CPU RNG restored; the others in state["rng"]
     if "epochs_done" not in state:
         raise UsageError(ckpt_path, "was written by an earlier tagger train (epochs numbered from 0)",
                          "start a new run with another --out")
     saved = TrainConfig.from_dict(state["config"])
-    if replace(saved, epochs=config.epochs, patience=config.patience) != config:
-        raise UsageError(ckpt_path, "was trained with another configuration",
-                         "resume with the same options (only --epochs and --patience may change)")
+    # how long and in what arithmetic may change; what the model and its data are may not.
+    # (precision: runs from before --precision recorded mixed_precision, bf16 on CUDA, and
+    # their plain resume command now says fp32; a changed precision is the one thing that
+    # makes the resumed epochs differ from an uninterrupted run)
+    free = ("epochs", "patience", "precision")
+    if replace(saved, epochs=config.epochs, patience=config.patience, precision=config.precision) != config:
+        was, now = saved.to_dict(), config.to_dict()
+        differ = ", ".join(f"{k} {was[k]} (now {now[k]})" for k in was if k not in free and was[k] != now[k])
+        raise UsageError(ckpt_path, f"was trained with another configuration: {differ}",
+                         "resume with the same options (only --epochs, --patience and --precision may change)")
     # other clips, labels or splits would mix two datasets in one run, and could put clips it
     # has trained on into its test split
     recorded = _recorded(state, best_path)
@@ -218,6 +330,18 @@ def _resume(ckpt_path: Path, model: torch.nn.Module, optimizer: torch.optim.Opti
         raise UsageError(ckpt_path, f"was trained on other data: {change}",
                          "resume on the same data, or start a new run with another --out")
     return state
+
+
+def _restore_rng(saved: dict[str, torch.Tensor], dev: torch.device, generator: torch.Generator) -> None:
+    """The streams of ``rng_states`` as the checkpoint left them. Checkpoints from before they
+    were saved resume with the augmentations re-seeded (as such runs always did)."""
+    if "augment" in saved:
+        try:
+            generator.set_state(saved["augment"])
+        except RuntimeError:  # saved on another kind of device (CUDA ↔ CPU): its stream cannot go on here
+            pass  # re-seeded, as runs before these states were saved; the run goes on, not bit for bit
+    if dev.type == "cuda" and "cuda" in saved:
+        torch.cuda.set_rng_state(saved["cuda"], dev)
 
 
 def _recorded(state: dict, best_path: Path) -> dict | None:
@@ -237,7 +361,7 @@ def _export(result: TrainResult, data: TagDataset, cache: Cache, config: TrainCo
     test_clips = [c for c in data.split("test") if c.key in cache.entries]
     metrics = dict(best.card.metrics)
     if test_clips:
-        test = evaluate(best, cache, test_clips, data.tags, config.eval_chunks)
+        test = evaluate(best, cache, test_clips, data.tags, config.eval_chunks, config.workers)
         result.test = dict(test, roc_auc=_finite(test["roc_auc"]), pr_auc=_finite(test["pr_auc"]))
         (out / "test_report.json").write_text(json.dumps(result.test, indent=1))
         metrics["test"] = _summary(test)
@@ -259,10 +383,13 @@ def _summary(metrics: dict) -> dict:
 
 
 def _provenance(data: TagDataset, config: TrainConfig, epoch: int, selected_by: str) -> dict:
+    # a student of teacher models (--dataset folder) names them: its tag list, groups and
+    # aliases are theirs (the card takes data.tags/groups/aliases) and its targets their outputs
+    teachers = {"teachers": list(data.teachers)} if data.teachers else {}
     return {"source": "tagger train", "dataset": data.name, "data_fingerprint": data.fingerprint(),
             "clips": {s: len(data.split(s)) for s in ("train", "valid", "test")},
             "training_config": config.to_dict(), "best_epoch": epoch, "selected_by": selected_by,
-            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **teachers}
 
 
 def _write_logs(out: Path, history: list[EpochLog]) -> None:

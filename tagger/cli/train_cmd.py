@@ -14,12 +14,22 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from tagger.cli.common import stderr_console, stdout_console, warn
 from tagger.errors import CommandLineError
-from training.config import Activation, Arch, DatasetKind, Loss, Optimizer, Split
+from training.config import Activation, Arch, DatasetKind, Loss, Optimizer, Precision, Split
 
 
-DATASET = typer.Option(DatasetKind.mtat, "--dataset", help="mtat (MagnaTagATune) or csv (your own labels).")
-DATA_DIR = typer.Option(None, "--data-dir", help="MTAT: the folder with annotations_final.csv and 0…f/.",
-                        show_default=False)
+DATASET = typer.Option(DatasetKind.mtat, "--dataset",
+                       help="mtat (MagnaTagATune), csv (your own labels) or folder (any audio, targets from --teacher).")
+DATA_DIR = typer.Option(None, "--data-dir", show_default=False,
+                        help="MTAT: the folder with annotations_final.csv and 0…f/; folder: the audio folder.")
+TEACHER = typer.Option(None, "--teacher", show_default=False,
+                       help="folder: teacher model(s), built-in names or files, comma-separated; each clip's "
+                            "targets are their mean probabilities.")
+TEST_FOLDERS = typer.Option(None, "--test-folders", show_default=False,
+                            help="folder: subfolders (relative to --data-dir, comma-separated) held out as the "
+                                 "test split; default: a 10 % hash split.")
+CLIP_SECONDS = typer.Option(30.0, "--clip-seconds", min=3.0, help="folder: files are cut into clips this long.")
+CLIPS_PER_FILE = typer.Option(8, "--clips-per-file", min=1,
+                              help="folder: at most this many clips per file, evenly spaced over it.")
 SPLIT_DIR = typer.Option(None, "--split-dir", show_default=False,
                          help="MTAT: folder with train/valid/test lists (row<TAB>dir/file.mp3).")
 LABELS = typer.Option(None, "--labels", help="csv: the labels file.", show_default=False)
@@ -33,15 +43,17 @@ WORKERS = typer.Option(2, "--workers", min=0, help="Decoding / loading processes
 DEVICE = typer.Option("auto", "--device", metavar="[auto|cpu|cuda|cuda:N]", help="Where to run.")
 
 
-def _dataset(dataset: DatasetKind, data_dir, split_dir, labels, audio_root):
+def _dataset(dataset: DatasetKind, data_dir, split_dir, labels, audio_root, test_folders: str | None = None):
     # options missing for the dataset are a command-line error (exit 2), checked before the
     # torch import; what is wrong with the data itself is a UsageError of the loader (exit 1)
-    if dataset is DatasetKind.mtat and data_dir is None:
-        raise CommandLineError(None, "--dataset mtat needs --data-dir")
+    if dataset in (DatasetKind.mtat, DatasetKind.folder) and data_dir is None:
+        raise CommandLineError(None, f"--dataset {dataset.value} needs --data-dir")
     if dataset is DatasetKind.csv and (labels is None or audio_root is None):
         raise CommandLineError(None, "--dataset csv needs --labels and --audio-root")
-    from training.data import load_csv, load_mtat
+    from training.data import load_csv, load_folder, load_mtat
 
+    if dataset is DatasetKind.folder:
+        return load_folder(data_dir, (test_folders or "").split(","))
     if dataset is DatasetKind.mtat:
         return load_mtat(data_dir, split_dir)
     # the CSV split does not follow --seed: evaluate must see the same test clips as train did
@@ -99,6 +111,8 @@ def _prepare(data, cache_dir: Path | None, workers: int, full_check: bool):
 def train_command(
     dataset: DatasetKind = DATASET, data_dir: Path = DATA_DIR, split_dir: Path = SPLIT_DIR,
     labels: Path = LABELS, audio_root: Path = AUDIO_ROOT, cache: Path = CACHE, workers: int = WORKERS,
+    teacher: str = TEACHER, test_folders: str = TEST_FOLDERS, clip_seconds: float = CLIP_SECONDS,
+    clips_per_file: int = CLIPS_PER_FILE,
     prepare_only: bool = typer.Option(False, "--prepare-only",
                                       help="Only decode the clips into the cache, checking every entry "
                                            "(resumable; corrupt entries are rebuilt), then stop."),
@@ -106,7 +120,10 @@ def train_command(
     name: str = typer.Option(None, "--name", help="Model name (default: trained-DATASET).", show_default=False),
     arch: Arch = typer.Option(Arch.report, "--arch", help="report (6-block short-chunk CNN) or baseline (4 blocks)."),
     widths: str = typer.Option(None, "--widths", show_default=False, help="Conv widths, e.g. 128,256,256,128,128,128."),
-    activation: Activation = typer.Option(Activation.gelu, "--activation"),
+    activation: Activation = typer.Option(None, "--activation", show_default=False,
+                                          help="Default: the arch's own (report GELU, baseline ReLU)."),
+    precision: Precision = typer.Option(Precision.fp32, "--precision",
+                                        help="fp32 (TF32 convolutions on CUDA) or bf16 autocast (CUDA only)."),
     optimizer: Optimizer = typer.Option(Optimizer.nadam, "--optimizer"),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate."),
     loss: Loss = typer.Option(Loss.focal, "--loss"),
@@ -124,20 +141,29 @@ def train_command(
     """Train on MTAT or your own labels; the best epoch becomes RUN/model.safetensors."""
     # the options first: a bad value exits 2 before any data is read
     names, width_list = _augmentations(augment), _widths(widths, arch)
-    data = _dataset(dataset, data_dir, split_dir, labels, audio_root)
+    teachers = [t.strip() for t in (teacher or "").split(",") if t.strip()]
+    if dataset is DatasetKind.folder and not teachers:
+        raise CommandLineError(None, "--dataset folder needs --teacher MODEL[,MODEL…]",
+                               "e.g. --teacher musicnn-vgg-mtt,musicnn-mtt")
+    if teachers and dataset is not DatasetKind.folder:
+        raise CommandLineError(None, "--teacher goes with --dataset folder")
+    data = _dataset(dataset, data_dir, split_dir, labels, audio_root, test_folders)
     if prepare_only:
         _prepare(data, cache, workers, full_check=True)
         return
     from training.config import TrainConfig
     from training.train import train
 
-    config = TrainConfig(arch=arch.value, widths=width_list, activation=activation.value,
+    config = TrainConfig(arch=arch.value, widths=width_list, activation=activation.value if activation else None,
                          optimizer=optimizer.value, lr=lr, loss=loss.value, focal_gamma=focal_gamma,
                          focal_alpha=focal_alpha, batch_size=batch_size, epochs=epochs, patience=patience,
-                         augment=tuple(names), augment_p=augment_p, seed=seed, workers=workers)
+                         augment=tuple(names), augment_p=augment_p, seed=seed, workers=workers,
+                         precision=precision.value)
     name = name or f"trained-{data.name}"
     out = out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     cache_obj = _prepare(data, cache, workers, full_check=False)
+    if teachers:
+        data = _teacher_targets(data, cache_obj, teachers, clip_seconds, clips_per_file, config.eval_chunks, device)
     err = stderr_console()
     progress = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("loss {task.fields[loss]:.4f}"), console=err, transient=True,
@@ -155,6 +181,22 @@ def train_command(
     _print_result(result, len(data.tags))
 
 
+def _teacher_targets(data, cache, teachers: list[str], clip_seconds: float, clips_per_file: int, chunks: int,
+                     device: str):
+    """The folder's files cut into clips with the teachers' mean probabilities as targets."""
+    from training.teacher import describe, label_with_teachers, load_teachers
+
+    models = load_teachers(teachers, device)
+    err = stderr_console()
+    with Progress(TextColumn("teacher targets"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as progress:
+        task = progress.add_task("teacher", total=len(data.clips))
+        labelled, report = label_with_teachers(data, cache, models, clip_seconds, clips_per_file, chunks,
+                                               lambda done, total: progress.update(task, completed=done))
+    stdout_console().print(describe(report))
+    return labelled
+
+
 def _epoch_line(log, n_tags: int) -> str:
     if log.valid_tags_evaluated:
         valid = (f"valid ROC-AUC {log.valid_roc_auc:.4f} PR-AUC {log.valid_pr_auc:.4f} over "
@@ -162,7 +204,9 @@ def _epoch_line(log, n_tags: int) -> str:
     else:
         valid = "valid: no tag has both classes, not ranked"
     return (f"epoch {log.epoch}: loss {log.train_loss:.4f}, {valid}, {log.clips_per_s:.1f} clips/s, "
-            f"loader wait {100 * log.loader_wait_share:.0f}%{'  (best)' if log.best else ''}")
+            f"loader wait {100 * log.loader_wait_share:.0f}%"
+            + (f", GPU busy {100 * log.gpu_busy_share:.0f}%" if log.gpu_busy_share is not None else "")
+            + ("  (best)" if log.best else ""))
 
 
 def _print_result(result, n_tags: int) -> None:
@@ -200,6 +244,9 @@ def evaluate_command(
     from tagger.modelfile import load_model
     from training.evaluate import evaluate, write_report
 
+    if dataset is DatasetKind.folder:
+        raise CommandLineError(None, "tagger evaluate needs labels: --dataset mtat or csv",
+                               "a student of teachers is compared with them by benchmarks/distill.py")
     data = _dataset(dataset, data_dir, split_dir, labels, audio_root)
     net = load_model(model, resolve_device(device))
     _warn_if_other_data(model, net.card, data, split.value)
