@@ -63,8 +63,13 @@ def _probe(model: TagModel, card: ModelCard) -> None:
     noise = torch.Generator().manual_seed(0)
     x = torch.stack([torch.zeros(card.chunk_samples),
                      0.1 * torch.randn(card.chunk_samples, generator=noise)])
-    with torch.inference_mode():
-        probs, emb = model.scores(x)
+    try:
+        with torch.inference_mode():
+            probs, emb = model.scores(x)
+    except RuntimeError as e:  # e.g. a chunk length the architecture's layers do not fit
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelFileError(card.path, f"does not run on its own {card.chunk_samples}-sample chunks ({first})",
+                             "its metadata and weights do not match: re-export or retrain it") from None
     if not (torch.isfinite(probs).all() and torch.isfinite(emb).all()):
         raise ModelFileError(card.path, "gives non-finite scores (NaN or infinity) on a test input; "
                              "its weights are damaged", "re-export or retrain it")

@@ -107,3 +107,14 @@ def test_a_safetensors_file_whose_first_byte_looks_like_pickle_loads(tmp_path, v
             break
     assert path.read_bytes()[:1] == b"\x80"
     assert load_model(path).card.name == "x" * n
+
+
+def test_a_model_whose_chunk_length_its_layers_do_not_fit_is_one_error(tmp_path):
+    from tagger.modelfile import save_model
+
+    model = load_model("musicnn-vgg-mtt")
+    model.card.chunk_samples = 32000  # 2 s: the VGG's dense layer expects 3 s of frames
+    path = tmp_path / "short-chunks.safetensors"
+    save_model(model, path, model.card)
+    with pytest.raises(ModelFileError, match="does not run on its own 32000-sample chunks"):
+        load_model(path)
