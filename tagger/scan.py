@@ -11,6 +11,7 @@ the next one resumes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,7 @@ COMMIT_EVERY_TRACKS = 256
 # scanners finish close together), at least MIN_ROUND. Each round restarts the decode workers and
 # drains the pipeline (~0.5 s), so rounds are kept large for fast machines
 CLAIM_ROUND = 256
+RAY_CLAIM_ROUND = 2000
 MIN_ROUND = 2
 
 
@@ -90,7 +92,7 @@ class _Store:
         batch, self.last = self.pending, time.monotonic()
         if not batch:
             return
-        unsaved = dict(self.library.save(batch, self.model))
+        unsaved = dict(self.library.save([r for r in batch if not r.retry], self.model))
         self.pending = []
         s = self.summary
         for r in batch:
@@ -101,7 +103,7 @@ class _Store:
                 s.scanned += 1
                 s.audio_s += r.duration_s or 0.0
         if self.after_save is not None:
-            stored = [r for r in batch if not r.error and r.path not in unsaved]
+            stored = [r for r in batch if not r.error and not r.retry and r.path not in unsaved]
             if stored:
                 self.after_save(self.library, stored)
 
@@ -113,7 +115,7 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
          on_workers: Callable[[list[int]], None] | None = None) -> ScanSummary:
     """Scan ``roots`` into the database ``db``. Raises TaggerError for problems with the
     model, device or database; problems with single files are recorded and counted."""
-    from tagger.store.db import db_exists, writer_lock
+    from tagger.store.db import db_exists
 
     started = time.perf_counter()
     for root in roots:  # before anything is opened: an unmounted drive must not mark its tracks missing
@@ -134,10 +136,19 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
             on_plan(plan)
         return ScanSummary(plan=plan, model_name=model.card.name, engine=stats,
                            elapsed_s=time.perf_counter() - started)
-    if options.engine == "ray":
-        from tagger.engine.ray_engine import check_ray
+    with contextlib.ExitStack() as session:
+        if options.engine == "ray":
+            from tagger.engine.ray_engine import ray_session
 
-        check_ray(options)
+            session.enter_context(ray_session(options))
+        return _scan_into(roots, db, options, model, device, workers, stats, started, on_progress, on_plan,
+                          after_save, on_workers)
+
+
+def _scan_into(roots, db: str, options: ScanOptions, model, device, workers: int, stats: EngineStats,
+               started: float, on_progress, on_plan, after_save, on_workers) -> ScanSummary:
+    from tagger.store.db import writer_lock
+
     library = Library(db)
     with writer_lock(db, shared=True), Claims(library.engine) as claims:
         stored = library.ensure_model(model.card, model.embedding_size)
@@ -197,7 +208,10 @@ class _Scoring:
         self.todo = list(plan.todo)
         self.done_by_others = 0
         self.held_by_others: list[str] = []
-        self.one_round = not claims.shared or options.engine == "ray"  # a Ray cluster starts once a scan
+        self.one_round = not claims.shared
+        # Ray: one pipeline (actor pool, model loads) per round, so rounds are larger; capped, as
+        # every claim is a lock in the server's shared lock table (~6,400 by default)
+        self.round_cap = RAY_CLAIM_ROUND if options.engine == "ray" else CLAIM_ROUND
         self._args = (model, device, options, workers, stats, on_workers)
         # one model runner for every round, sized (compile or not) by the whole plan
         self._runner = None if options.engine == "ray" else _runner(model, device, options, len(self.todo), stats)
@@ -222,7 +236,7 @@ class _Scoring:
     def _claim_round(self) -> tuple[list[FoundFile], list[FoundFile]]:
         """(claimed, not claimed): up to about a round's worth of files claimed, in plan order,
         passing over those other scanners hold."""
-        size = len(self.todo) if self.one_round else min(CLAIM_ROUND, max(MIN_ROUND, -(-len(self.todo) // 4)))
+        size = len(self.todo) if self.one_round else min(self.round_cap, max(MIN_ROUND, -(-len(self.todo) // 4)))
         claimed: list[FoundFile] = []
         start = 0
         while start < len(self.todo) and len(claimed) < size:
@@ -241,9 +255,16 @@ class _Scoring:
         return [f for f in files if not self._done(f, rows.get(f.path))]
 
     def _done(self, f: FoundFile, row) -> bool:
-        """Whether another scanner stored ``f`` as it is now, since this one planned."""
-        if row is None or row.size != f.size or row.mtime_ns != f.mtime_ns or row.status == "missing":
+        """Whether another scanner stored ``f`` as it is now on disk (not as planned: with
+        --write-tags the other scanner has rewritten it since), since this one planned."""
+        try:
+            st = os.stat(f.path)
+        except OSError:
+            return False  # gone or unreadable since the plan: the engine records what happens
+        if row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns or row.status == "missing":
             return False
+        if row.status != "failed" and row.model_id != self.stored.id:
+            return False  # stored by a scanner with another model: ours still has to score it
         if row.scanned_at is not None and row.scanned_at >= self.started_at:
             return True
         return not self.options.force and (row.status == "failed" or row.model_id == self.stored.id)

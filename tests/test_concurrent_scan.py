@@ -184,3 +184,40 @@ def test_a_track_moved_since_a_scanners_plan_is_not_marked_missing_by_it(db):
         rows = dict(conn.execute(select(tracks.c.path, tracks.c.status)).all())
     library.engine.dispose()
     assert rows == {"/c/x": "ok", "/a/y": "missing"}
+
+
+def test_claims_on_a_session_the_server_ended_close_quietly_and_free_nothing_twice(pg_url):
+    from tagger.store.claims import Claims
+    from tagger.store.db import open_engine
+
+    engine = open_engine(pg_url)
+    claims = Claims(engine)
+    assert claims.try_claim(["/m/a.flac", "/m/b.flac"]) == ["/m/a.flac", "/m/b.flac"]
+    pid = claims.conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    with engine.connect() as other:  # the server ends the scanner's session (a restart, an admin)
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        other.commit()
+    claims.close()  # no error of its own: the scan's real outcome stays the one reported
+    with Claims(engine) as again:  # and the claims went with the session
+        assert again.try_claim(["/m/a.flac"]) == ["/m/a.flac"]
+
+
+def test_results_the_cluster_lost_are_reported_not_stored_and_retried_next_scan(tmp_path):
+    import numpy as np
+
+    from tagger.engine.results import TrackResult
+    from tagger.library import Library
+    from tagger.modelfile import read_card
+    from tagger.scan import ScanSummary, _Store
+
+    library = Library(str(tmp_path / "lib.db"))
+    model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    summary = ScanSummary(plan=None)
+    store = _Store(library, model, summary, None)
+    p, e = np.full(50, 0.2, np.float32), np.zeros(256, np.float32)
+    store.add(TrackResult("/m/ok.flac", 1, 1, "f", "flac", 3.0, 1, p, e))
+    store.add(TrackResult("/m/lost.flac", 1, 1, error="its results never came back", retry=True))
+    store.flush()
+    assert summary.scanned == 1 and [path for path, _ in summary.failed] == ["/m/lost.flac"]
+    assert library.track("/m/ok.flac").status == "ok"
+    assert library.track("/m/lost.flac") is None  # not stored as failed: the next scan plans it again

@@ -110,3 +110,11 @@ def test_a_database_of_a_newer_schema_is_refused_and_left_alone(tmp_path, db):
     with engine.connect() as conn:
         assert conn.execute(text("select count(*) from tracks")).scalar_one() == 0
         assert conn.execute(text("select value from meta where key = 'schema_version'")).scalar_one() == "99"
+
+
+def test_passwords_in_the_url_query_are_hidden_too():
+    from tagger.store.db import display_db
+
+    shown = display_db("postgresql://u@h/db?sslmode=require&password=s3cret")
+    assert "password=***" in shown and "sslmode=require" in shown and "s3cret" not in shown
+    assert "s3cret" not in display_db("postgresql://u:s3cret@h/db")

@@ -24,6 +24,8 @@ with one, the driver joins that cluster, whose workers need tagger and its model
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import logging
 import os
 import pickle
@@ -48,7 +50,7 @@ __all__ = ["RayEngineError", "score_files_ray"]
 DECODE_CPUS = 0.5
 PROBE_TIMEOUT_S = 3.0  # a cluster address that does not accept a connection in this long is down
 MISSING = ("its results never came back from the Ray cluster (the task decoding or scoring it "
-           "failed repeatedly); it was not stored")
+           "failed repeatedly); it was not stored, and the next scan tries it again")
 
 
 class RayEngineError(TaggerError):
@@ -66,12 +68,18 @@ def score_files_ray(files: Sequence[FoundFile], model, options: ScanOptions,
     return _stream(ray, started, files, model, options, stats if stats is not None else EngineStats())
 
 
-def check_ray(options: ScanOptions) -> None:
-    """What can be checked before the scan opens its database: Ray is installed, and something
-    answers at ``options.ray_address`` (so a wrong address leaves no database behind)."""
-    _import_ray()
-    if options.ray_address not in (None, "auto"):
-        _probe(options.ray_address)
+@contextmanager
+def ray_session(options: ScanOptions) -> Iterator[None]:
+    """Ray started or joined for a whole scan, before the scan opens its database (a wrong
+    address or a refused join leaves no database behind), and stopped after it; the scan's
+    rounds of claimed files each run a pipeline on it."""
+    ray = _import_ray()
+    started = _connect(ray, options.ray_address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _import_ray():
@@ -263,6 +271,8 @@ def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: Scan
 
         def slot(i: int, gen: int) -> int:
             key = (i, gen)
+            if i in finished:
+                return -1
             if key not in slot_of:
                 if i in finished or final_gen.get(i, gen) != gen:
                     return -1  # a finished file, or an abandoned generation: ignored
@@ -282,6 +292,8 @@ def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: Scan
             return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, n, probs, emb, metadata=tags)
 
         def on_end(i: int, gen: int, event: tuple) -> Iterator[TrackResult]:
+            if i in finished:  # a replayed task's second end row: the file has its one result
+                return
             final_gen[i] = gen
             for (j, g), s in list(slot_of.items()):
                 if j == i and g != gen:
@@ -322,7 +334,7 @@ def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: Scan
                 close()
         for i, f in enumerate(files):  # a dropped block: never lose a file silently
             if i not in finished:
-                yield TrackResult(f.path, f.size, f.mtime_ns, error=MISSING)
+                yield TrackResult(f.path, f.size, f.mtime_ns, error=MISSING, retry=True)
     except Exception as e:
         if isinstance(e, TaggerError) or not type(e).__module__.startswith("ray"):
             raise

@@ -26,6 +26,7 @@ class TrackResult:
     embedding: np.ndarray | None = None  # [embedding_size], finite
     error: str | None = None
     metadata: dict | None = None  # the file's own title, artist, album, … (tagfile.read_track_metadata)
+    retry: bool = False  # the error is the cluster's, not the file's: reported, not stored, tried again next scan
 
 
 @dataclass

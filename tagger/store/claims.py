@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, bindparam, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 
 
@@ -31,6 +32,15 @@ _TRY = text("SELECT k, pg_try_advisory_lock(k) FROM unnest(:keys) AS k").bindpar
     bindparam("keys", type_=ARRAY(BIGINT)))
 _RELEASE = text("SELECT pg_advisory_unlock(k) FROM unnest(:keys) AS k").bindparams(
     bindparam("keys", type_=ARRAY(BIGINT)))
+
+
+def _claim_error(e: DBAPIError):
+    from tagger.store.db import StoreError
+
+    first = (str(e.orig).strip().splitlines() or [type(e.orig).__name__])[0]
+    hint = ("raise max_locks_per_transaction on the server" if "shared memory" in first
+            else "run the scan again: what was stored is kept")
+    return StoreError(None, f"cannot claim files in the database: {first}", hint)
 
 
 class Claims:
@@ -49,7 +59,10 @@ class Claims:
             return list(paths)
         todo = [p for p in paths if p not in self.held]
         keys = {claim_key(p): p for p in todo}
-        got = {k for k, ok in self.conn.execute(_TRY, {"keys": list(keys)}) if ok} if keys else set()
+        try:
+            got = {k for k, ok in self.conn.execute(_TRY, {"keys": list(keys)}) if ok} if keys else set()
+        except DBAPIError as e:  # e.g. the server's lock table full, or the connection lost
+            raise _claim_error(e) from None
         claimed = [p for p in todo if claim_key(p) in got]
         self.held.update(claimed)
         return claimed
@@ -59,7 +72,10 @@ class Claims:
         mine = [p for p in paths if p in self.held]
         self.held.difference_update(mine)
         if self.conn is not None and mine:
-            self.conn.execute(_RELEASE, {"keys": [claim_key(p) for p in mine]})
+            try:
+                self.conn.execute(_RELEASE, {"keys": [claim_key(p) for p in mine]})
+            except DBAPIError as e:
+                raise _claim_error(e) from None
 
     def close(self) -> None:
         self.held.clear()
@@ -67,8 +83,10 @@ class Claims:
             conn, self.conn = self.conn, None
             try:
                 conn.execute(text("SELECT pg_advisory_unlock_all()"))
-            finally:
                 conn.close()
+            except Exception:  # the session is gone (server restart, Ctrl-C mid-query): so are its
+                conn.invalidate()  # locks; dropping the socket frees them if it is not, and the
+                # error that brought us here, if any, stays the one reported
 
     def __enter__(self) -> Claims:
         return self

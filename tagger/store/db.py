@@ -99,7 +99,8 @@ def display_db(db: str) -> str:
     if "://" not in db:
         return db
     try:
-        return make_url(db).render_as_string(hide_password=True)
+        shown = make_url(db).render_as_string(hide_password=True)
+        return re.sub(r"([?&](?:password|passwd)=)[^&]*", r"\1***", shown, flags=re.I)  # ?password=… too
     except (ArgumentError, ValueError):
         return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", db)
 
