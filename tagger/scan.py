@@ -248,26 +248,31 @@ class _Scoring:
         return claimed, [f for f in self.todo if f.path not in got]
 
     def _not_stored(self, files: list[FoundFile]) -> list[FoundFile]:
-        """``files`` but those another scanner stored since the plan (SQLite: no other)."""
+        """``files`` as they are on disk now (with --write-tags another scanner may have
+        rewritten one since the plan), but those another scanner stored (SQLite: no other)."""
         if not self.claims.shared:
             return files
         rows = {r.path: r for r in self.library.tracks_at([f.path for f in files])}
-        return [f for f in files if not self._done(f, rows.get(f.path))]
+        now = [_as_now(f) for f in files]
+        return [f for f in now if not self._done(f, rows.get(f.path))]
 
     def _done(self, f: FoundFile, row) -> bool:
-        """Whether another scanner stored ``f`` as it is now on disk (not as planned: with
-        --write-tags the other scanner has rewritten it since), since this one planned."""
-        try:
-            st = os.stat(f.path)
-        except OSError:
-            return False  # gone or unreadable since the plan: the engine records what happens
-        if row is None or row.size != st.st_size or row.mtime_ns != st.st_mtime_ns or row.status == "missing":
+        """Whether another scanner stored ``f`` (as it is now) since this one planned."""
+        if row is None or row.size != f.size or row.mtime_ns != f.mtime_ns or row.status == "missing":
             return False
         if row.status != "failed" and row.model_id != self.stored.id:
             return False  # stored by a scanner with another model: ours still has to score it
         if row.scanned_at is not None and row.scanned_at >= self.started_at:
             return True
         return not self.options.force and (row.status == "failed" or row.model_id == self.stored.id)
+
+
+def _as_now(f: FoundFile) -> FoundFile:
+    try:
+        st = os.stat(f.path)
+    except OSError:
+        return f  # gone or unreadable since the plan: the engine records what happens
+    return FoundFile(f.path, st.st_size, st.st_mtime_ns)
 
 
 def _read_metadata_backlog(library: Library, plan: ScanPlan) -> int:
