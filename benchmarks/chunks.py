@@ -5,7 +5,7 @@
 FOLDER defaults to the real-music corpus of ../shared/corpus/fetch-real-music.sh. For every
 track: scores from every chunk ("all", the reference), then from N evenly spaced chunks for
 N = 4, 8, 16, 32, both cut from the whole decoded track and read with seeks
-(decode_chunks). Prints per N the median and 95th percentile over tracks of max |Δp| against
+(audio.decode.ChunkReader). Prints per N the median and 95th percentile over tracks of max |Δp| against
 "all", the mean top-5 overlap, and chunks (≈ model time) per track.
 """
 
@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.audio import decode, decode_chunks
-from tagger.chunks import cut_chunks
-from tagger.discover import discover
-from tagger.modelfile import load_model
-from tagger.runner import ModelRunner
+from tagger.audio.chunks import cut_chunks
+from tagger.audio.decode import RESTART, ChunkReader, decode
+from tagger.audio.discover import discover
+from tagger.engine.runner import ModelRunner
+from tagger.model.modelfile import load_model
 
 CORPUS = Path.home() / ".cache" / "tagger-corpus" / "real-music"
 
@@ -58,10 +58,13 @@ def main() -> None:
             p = mean_scores(cut_chunks(samples, 48000, n))
             rows[n].append((np.abs(p - ref).max(), len(top_ref & set(np.argsort(-p)[:5])), min(n, len(all_chunks))))
         t0 = time.perf_counter()
-        seeked = decode_chunks(f.path, 16000, 48000, 16)
+        blocks = []  # the scan's own reader: seeks where libsndfile can
+        for block in ChunkReader(f.path, 16000, 48000, 16):
+            blocks = [] if block is RESTART else blocks + [block]
+        seeked = np.concatenate(blocks)
         t_seek += time.perf_counter() - t0
         whole16 = mean_scores(cut_chunks(samples, 48000, 16))
-        seek_rows.append(np.abs(mean_scores(seeked.chunks) - whole16).max())
+        seek_rows.append(np.abs(mean_scores(seeked) - whole16).max())
     print(f"{len(files)} tracks, {hours:.2f} h, median {np.median(n_all):.0f} chunks per track (all), model {args.model}")
     print(f"{'chunks':>8}{'median max|Δp|':>16}{'p95 max|Δp|':>13}{'top-5 shared':>14}{'chunks/track':>14}")
     for n in ns:

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tagger.modelfile import load_model
+from tagger.model.modelfile import load_model
 from training.config import TrainConfig
-from training.data import Cache, evenly_spaced_chunks, load_folder
+from training.data import Cache, load_folder
 from training.teacher import describe, label_with_teachers, load_teachers, score_clip
 from training.train import train
 

@@ -5,7 +5,7 @@
 FOLDER defaults to the real-music corpus (../shared/corpus/fetch-real-music.sh: one subfolder
 per game soundtrack, each a coherent style); it is scanned into --db first (incremental, as
 `tagger scan`). Then, for each soundtrack and each repeat, five of its tracks are drawn as
---like and a tag is fitted the way `tagger learn` fits it (tagger.learned: embeddings
+--like and a tag is fitted the way `tagger learn` fits it (tagger.library.learned: embeddings
 standardised over the library, a random sample of the rest standing in for negatives,
 class-balanced logistic regression), for several values of C. Reported, over the tracks not
 drawn: R-precision (of the top R tracks, R = the soundtrack's other tracks, the share from
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger import learned as L
-from tagger.library import Library
+from tagger.library import learned as L
+from tagger.library.standardise import Standardiser
+from tagger.store.catalog import Store
 
 CORPUS = Path.home() / ".cache" / "tagger-corpus" / "real-music"
 LIKE = 5
@@ -39,14 +40,16 @@ def main() -> None:
 
     root = str(Path(args.folder).resolve())
     scan([root], args.db, ScanOptions(workers=1))
-    lib = Library(args.db, create=False)
+    lib = Store(args.db, create=False)
     model = lib.model()
-    ids, x = lib.embeddings_of(model)
+    stored = lib.embeddings_of(model)
+    ids, x = stored.track_ids, stored.vectors
     paths = {r.id: r.path for r in lib.tracks_under([root])}
     keep = np.array([t in paths for t in ids])
     ids, x = ids[keep], x[keep]
     labels = np.array([Path(paths[int(t)]).relative_to(root).parts[0] for t in ids])
-    mean, scale = L.standardiser(x)
+    standard = Standardiser.fit(x)
+    mean, scale = standard.mean, standard.divisor()
     z = (x - mean) / scale
     groups = [g for g in sorted(set(labels)) if (labels == g).sum() >= LIKE + 3]
     print(f"{len(ids)} tracks, {len(groups)} soundtracks with ≥ {LIKE + 3} tracks, {args.repeats} draws each, "

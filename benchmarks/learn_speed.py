@@ -23,8 +23,9 @@ import time
 
 import numpy as np
 
-from tagger.library import Library, TrackResult
-from tagger.modelfile import read_card
+from tagger.engine.results import TrackResult
+from tagger.model.modelfile import read_card
+from tagger.store.catalog import Store
 
 CLUSTERS = 50
 
@@ -41,7 +42,7 @@ def build(db: str, n: int) -> None:
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(db + suffix):
             os.remove(db + suffix)
-    lib = Library(db)
+    lib = Store(db)
     model = lib.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((CLUSTERS, 256)).astype(np.float32)
@@ -52,7 +53,7 @@ def build(db: str, n: int) -> None:
                              centres[cluster_of(i)] + 1.5 * rng.standard_normal(256).astype(np.float32))
                  for i in range(start, min(start + 256, n))]
         lib.save(batch, model)
-    with lib.engine.connect() as conn:
+    with lib.sql_engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     print(f"built {n:,} tracks in {time.perf_counter() - t0:.0f} s")
 
@@ -66,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.reuse and os.path.exists(args.db)):
         build(args.db, args.tracks)
-    lib = Library(args.db, create=False)
+    lib = Store(args.db, create=False)
     lib.remove_learned("bench")
     liked = [i for i in range(args.tracks) if cluster_of(i) == 0][:args.examples]
     m3u = args.db + ".m3u"
@@ -89,9 +90,10 @@ def main() -> None:
     check_ranking(lib, set(liked), args.tracks)
 
 
-def phases(lib: Library, m3u: str) -> None:
-    from tagger import examples
-    from tagger import learned as L
+def phases(lib: Store, m3u: str) -> None:
+    from tagger.library import examples
+    from tagger.library import learned as L
+    from tagger.library.standardise import Standardiser
 
     out = {}
     t = time.perf_counter()
@@ -99,7 +101,8 @@ def phases(lib: Library, m3u: str) -> None:
     ex = examples.resolve(lib, model, [m3u], "--like")
     out[f"resolve the .m3u ({len(ex.ids)} tracks)"] = time.perf_counter() - t
     t = time.perf_counter()
-    ids, x = lib.embeddings_of(model)
+    stored = lib.embeddings_of(model)
+    ids, x = stored.track_ids, stored.vectors
     out[f"read {len(ids):,} embeddings"] = time.perf_counter() - t
     t = time.perf_counter()
     from sklearn.linear_model import LogisticRegression  # noqa: F401 - timed: tagger learn imports it
@@ -108,7 +111,8 @@ def phases(lib: Library, m3u: str) -> None:
     row = {int(v): i for i, v in enumerate(ids)}
     liked = np.array(sorted(ex.ids))
     neg = L.sample_negatives(ids, liked, 0)
-    mean, scale = L.standardiser(x)
+    standard = Standardiser.fit(x)
+    mean, scale = standard.mean, standard.divisor()
     z = (x[[row[int(i)] for i in np.concatenate([liked, neg])]] - mean) / scale
     y = np.r_[np.ones(len(liked)), np.zeros(len(neg))]
     folds, auc = L.cross_validate(z, y, 0)
@@ -124,8 +128,9 @@ def phases(lib: Library, m3u: str) -> None:
         print(f"  {k:<62} {v:6.2f} s")
 
 
-def check_ranking(lib: Library, liked: set[int], n: int) -> None:
-    from tagger.query import TrackQuery, model_terms, run_query
+def check_ranking(lib: Store, liked: set[int], n: int) -> None:
+    from tagger.library.query import model_terms
+    from tagger.store.query import TrackQuery, run_query
 
     model = lib.model()
     t = time.perf_counter()

@@ -67,7 +67,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 s = scan([str(path)], str(Path(tmp) / f"{fmt}-{minutes}.db"),
                          ScanOptions(workers=1, chunks=parse_chunks(args.chunks), compile="no", device="cpu"))
-                e = s.engine
+                e = s.engine_stats
                 status = "ok" if s.scanned == 1 else f"FAILED {s.failed}"
                 print(f"{fmt:5s} {minutes:6.0f} min  {path.stat().st_size / 2**20:7.1f} MiB  {status}  "
                       f"{e.chunks:5d} chunks  worker peak RSS {e.worker_peak_rss / 2**20:6.1f} MiB  "

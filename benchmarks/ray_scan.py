@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tagger.audio.discover import discover
 from tagger.cli.common import parse_chunks
-from tagger.discover import discover
 from tagger.scan import ScanOptions, scan
 
 CORPUS = Path.home() / ".cache" / "tagger-corpus" / "real-music"
@@ -59,7 +59,7 @@ def main() -> None:
         _connect(ray, args.ray_address)
         start_s = time.perf_counter() - t0
         ray_s, ok, bad = _timed_scan(str(lib), f"{tmp}/ray.db",
-                                     ScanOptions(**base, engine="ray", ray_address=args.ray_address))
+                                     ScanOptions(**base, scan_engine="ray", ray_address=args.ray_address))
         ray.shutdown()
         print(f"ray engine:   {ray_s:.1f} s, {ok} scanned, {bad} failed, {len(files) / ray_s:.2f} tracks/s "
               f"(+ {start_s:.1f} s Ray start-up, not counted)")

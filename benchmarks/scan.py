@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from tagger.audio import RESTART, ChunkReader
+from tagger.audio.decode import RESTART, ChunkReader
+from tagger.audio.discover import discover
 from tagger.cli.common import parse_chunks
-from tagger.discover import discover
 from tagger.engine.decode import peak_rss
 from tagger.scan import DEFAULT_CHUNKS, ScanOptions, scan
 
@@ -65,7 +65,7 @@ def main() -> None:
                               chunks=n_chunks, compile=args.compile, batch_size=args.batch_size,
                               precision=args.precision)
         s = scan([args.folder], os.path.join(tmp, "bench.db"), options)
-    t, e = s.elapsed_s, s.engine
+    t, e = s.elapsed_s, s.engine_stats
     print(f"scan ({args.model}, chunks={args.chunks}, batch {args.batch_size}, {e.workers} workers, "
           f"{e.threads} threads, {e.device}, {e.precision}{', compiled' if e.compiled else ''}): "
           f"{s.scanned} tracks, {len(s.failed)} failed, {s.audio_s / 3600:.2f} h in {t:.1f} s")

@@ -23,10 +23,11 @@ import time
 
 import numpy as np
 
-from tagger.library import Library, TrackResult
-from tagger.modelcard import DEFAULT_MODEL
-from tagger.modelfile import read_card
-from tagger.similar import Neighbourhood
+from tagger.engine.results import TrackResult
+from tagger.library.similar import Neighbourhood
+from tagger.model.modelcard import DEFAULT_MODEL
+from tagger.model.modelfile import read_card
+from tagger.store.catalog import Store
 
 ARTIST_TRACKS, ALBUM_TRACKS = 200, 12
 
@@ -35,7 +36,7 @@ def build(db: str, n: int) -> None:
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(db + suffix):
             os.remove(db + suffix)
-    lib = Library(db)
+    lib = Store(db)
     model = lib.ensure_model(read_card(DEFAULT_MODEL), 256)
     rng = np.random.default_rng(0)
     artists = rng.standard_normal((n // ARTIST_TRACKS + 1, 256)).astype(np.float32)
@@ -51,7 +52,7 @@ def build(db: str, n: int) -> None:
                                      1_700_000_000_000_000_000 + i, f"{i:040x}", "mp3", 240.0, 16,
                                      rng.beta(0.4, 4.0, 50).astype(np.float32), emb, metadata=meta))
         lib.save(batch, model)
-    with lib.engine.connect() as conn:
+    with lib.sql_engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     print(f"wrote {n:,} tracks in {time.perf_counter() - t0:.0f} s ({os.path.getsize(db) / 1e6:.0f} MB)")
 
@@ -84,7 +85,7 @@ def main() -> None:
     args = ap.parse_args()
     if not (args.reuse and os.path.exists(args.db)):
         build(args.db, args.tracks)
-    lib = Library(args.db, create=False)
+    lib = Store(args.db, create=False)
     paths = [r.path for r in lib.tracks_under()]
     rng = np.random.default_rng(1)
     queries = [paths[i] for i in rng.integers(0, len(paths), 50)]
@@ -99,11 +100,11 @@ def main() -> None:
     print(f"one brute-force pass (matrix @ vector + top 20): "
           f"{median_ms(lambda i: index.nearest(vec, 20), 50):.1f} ms")
     print(f"similar -n 20, warm: {median_ms(lambda i: near.similar(queries[i], 20), 50):.1f} ms (median of 50)")
-    print(f"radio -n 50, warm: {median_ms(lambda i: near.radio([queries[i]], 50, seed=i), 10):.1f} ms (median of 10)")
+    print(f"radio -n 50, warm: {median_ms(lambda i: near.radio([queries[i]], 50, random_seed=i), 10):.1f} ms (median of 10)")
     print(f"radio -n 50 --max-per-artist 2, warm: "
-          f"{median_ms(lambda i: near.radio([queries[i]], 50, 2, seed=i), 10):.1f} ms")
+          f"{median_ms(lambda i: near.radio([queries[i]], 50, 2, random_seed=i), 10):.1f} ms")
     print(f"radio -n 50, 3 seeds, warm: "
-          f"{median_ms(lambda i: near.radio(queries[i:i + 3], 50, seed=i), 10):.1f} ms")
+          f"{median_ms(lambda i: near.radio(queries[i:i + 3], 50, random_seed=i), 10):.1f} ms")
     db = ["--db", args.db]
     for label, cmd in (("similar -n 20 -f json", ["similar", queries[0], "-n", "20", "-f", "json"]),
                        ("radio -n 50 -f m3u", ["radio", queries[1], "-n", "50", "-f", "m3u", "--seed", "1"]),

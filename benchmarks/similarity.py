@@ -6,7 +6,7 @@ FOLDER defaults to the real-music corpus of ../shared/corpus/fetch-real-music.sh
 subfolder per game soundtrack, each a coherent style). Scans it into a database (a fresh
 temporary one, or --db, which a rerun reuses: the scan is incremental) with the default model
 and 16 chunks, as `tagger scan` does, then for every track asks for its k nearest tracks the
-way `tagger similar` does (tagger.similar: the query itself and its copies, same
+way `tagger similar` does (tagger.library.similar: the query itself and its copies, same
 fingerprint, left out) in each space, and counts the neighbours from the query's own
 subfolder. Also: precision@1 and @10, the chance level, and the 50 tag probabilities as a
 reference.
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.library import Library
+from tagger.library.similar import SPACES, EmbeddingIndex, Space, fit_space, load_index
 from tagger.scan import ScanOptions, scan
-from tagger.similar import SPACES, EmbeddingIndex, Space, fit_space, load_index
+from tagger.store.catalog import Store
 
 CORPUS = Path.home() / ".cache" / "tagger-corpus" / "real-music"
 
@@ -69,7 +69,7 @@ def main() -> None:
     print(f"scan: {summary.scanned} scanned, {len(summary.failed)} failed, "
           f"{summary.plan.unchanged} unchanged, "
           f"{time.perf_counter() - t0:.0f} s ({summary.model_name}, 16 chunks)")
-    library = Library(args.db, create=False)
+    library = Store(args.db, create=False)
     model = library.model()
     base = load_index(library, model, "cosine", keep_raw=True)
     paths = {r.id: r.path for r in library.tracks_under([str(root)])}

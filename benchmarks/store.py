@@ -16,9 +16,11 @@ import time
 
 import numpy as np
 
-from tagger.library import Library, TrackResult
-from tagger.modelfile import read_card
-from tagger.query import TrackQuery, parse_terms, run_query
+from tagger.engine.results import TrackResult
+from tagger.library.query import parse_terms
+from tagger.model.modelfile import read_card
+from tagger.store.catalog import Store
+from tagger.store.query import TrackQuery, run_query
 
 
 def main() -> None:
@@ -30,7 +32,7 @@ def main() -> None:
         if os.path.exists(args.db + suffix):
             os.remove(args.db + suffix)
     card = read_card("musicnn-vgg-mtt")
-    lib = Library(args.db)
+    lib = Store(args.db)
     model = lib.ensure_model(card, 256)
     rng = np.random.default_rng(0)
     t0 = time.perf_counter()
@@ -44,11 +46,11 @@ def main() -> None:
                                      rng.standard_normal(256).astype(np.float32)))
         lib.save(batch, model)
         if size_at_10k is None and start + 256 >= 10_000:
-            with lib.engine.connect() as conn:
+            with lib.sql_engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
             size_at_10k = os.path.getsize(args.db)
     elapsed = time.perf_counter() - t0
-    with lib.engine.connect() as conn:
+    with lib.sql_engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     size = os.path.getsize(args.db)
     print(f"inserted {args.tracks:,} tracks ({args.tracks * 50:,} score rows) in {elapsed:.1f} s: "

@@ -24,8 +24,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from tagger.inference import tag_file, tag_waveform
-from tagger.modelfile import load_model
+from tagger.engine.inference import tag_file, tag_waveform
+from tagger.model.modelfile import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("parity_signals", ROOT / "tools" / "parity_signals.py")

@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from test_train import TAGS, synth_clip  # noqa: E402
 
-from tagger.inference import resolve_device  # noqa: E402
+from tagger.engine.inference import resolve_device  # noqa: E402
 from training.augment import AUGMENT_PRESETS, build_augment  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import Cache, Clip, CropDataset  # noqa: E402

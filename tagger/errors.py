@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# the reason recorded for a file whose scores came out NaN or infinite (the engine finds it;
+# the store checks again before it writes)
+NOT_FINITE = "the model's scores for this file are not finite (NaN or infinity); it was not stored"
+
 
 class TaggerError(Exception):
     """An expected failure, described in one line for the user."""

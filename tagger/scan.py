@@ -1,12 +1,14 @@
 """The library scan: plan what to score, run the engine, store its results as they stream.
 
-    scan()  plan (walk + compare with the database) → mark moved/missing → the engine's
-            stream of TrackResults → the store, committed every second, each track whole
+    scan()  plan (walk + compare with the database) → mark moved/missing → claims (scanners
+            sharing a PostgreSQL database) → the engine's stream of TrackResults → the store,
+            committed every second, each track whole, with its learned tags scored
 
-The engine (tagger.engine) knows nothing of the database; this module is its one consumer
-that stores, and the command line may add another (``after_save``: writing tags into the
-files once their scores are stored). An interrupted scan loses only the tracks in flight and
-the next one resumes.
+This is the one module that composes the engine (tagger.engine, which knows nothing of the
+database), the store (tagger.store, which runs no model) and the learned tags
+(tagger.library.learned). The command line may add a consumer (``after_save``: writing tags
+into the files once their scores are stored). An interrupted scan loses only the tracks in
+flight and the next one resumes.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ from dataclasses import dataclass, field
 
 import torch
 
+from tagger.audio.discover import FoundFile
 from tagger.engine.decode import default_workers
 from tagger.engine.engine import score_files
+from tagger.engine.inference import resolve_device
 from tagger.engine.options import DEFAULT_CHUNKS, ScanOptions
 from tagger.engine.plan import ScanPlan, plan_scan
 from tagger.engine.results import EngineStats, TrackResult
+from tagger.engine.runner import ModelRunner
 from tagger.errors import UsageError
-from tagger.inference import resolve_device
-from tagger.discover import FoundFile
-from tagger.library import Library, StoredModel
-from tagger.modelfile import load_model
-from tagger.runner import ModelRunner
+from tagger.library.learned import LearnedScores
+from tagger.model.modelfile import load_model
+from tagger.model.tagmodel import TagModel
+from tagger.store.catalog import Store, StoredModel
 from tagger.store.claims import Claims
 
 __all__ = ["DEFAULT_CHUNKS", "ScanOptions", "ScanPlan", "ScanProgress", "ScanSummary", "scan"]
@@ -64,22 +68,24 @@ class ScanSummary:
     elapsed_s: float = 0.0
     interrupted: bool = False
     model_name: str = ""
-    engine: EngineStats = field(default_factory=EngineStats)
+    engine_stats: EngineStats = field(default_factory=EngineStats)
     metadata_read: int = 0  # tracks scanned before schema 3 whose file metadata was read now
     done_by_others: int = 0  # planned here, then stored by another scanner of the same database
     left_to_others: int = 0  # still claimed by another scanner at the end: it stores them
 
 
-AfterSave = Callable[[Library, list[TrackResult]], None]
+AfterSave = Callable[[Store, list[TrackResult]], None]
 
 
-class _Store:
-    """Collects results and commits them in groups; a track that cannot be stored costs only
-    itself (Library.save isolates it) and is reported as failed."""
+class _Committer:
+    """Collects results and commits them in groups, each stored track with its learned tags
+    scored; a track that cannot be stored costs only itself (Store.save isolates it) and is
+    reported as failed."""
 
-    def __init__(self, library: Library, model: StoredModel, summary: ScanSummary,
+    def __init__(self, library: Store, model: StoredModel, summary: ScanSummary,
                  after_save: AfterSave | None) -> None:
         self.library, self.model, self.summary, self.after_save = library, model, summary, after_save
+        self.learned = LearnedScores(library, model)
         self.pending: list[TrackResult] = []
         self.last = time.monotonic()
 
@@ -92,7 +98,7 @@ class _Store:
         batch, self.last = self.pending, time.monotonic()
         if not batch:
             return
-        unsaved = dict(self.library.save([r for r in batch if not r.retry], self.model))
+        unsaved = dict(self.library.save([r for r in batch if not r.retry], self.model, self.learned or None))
         self.pending = []
         s = self.summary
         for r in batch:
@@ -108,13 +114,32 @@ class _Store:
                 self.after_save(self.library, stored)
 
 
+@dataclass
+class _Run:
+    """One scan, once its options are checked and its model is loaded."""
+    roots: Sequence[str]
+    db: str
+    options: ScanOptions
+    model: TagModel
+    device: torch.device
+    workers: int  # decode processes
+    stats: EngineStats
+    started: float  # perf_counter at the start
+    on_progress: Callable[[ScanProgress], None] | None = None
+    on_plan: Callable[[ScanPlan], None] | None = None
+    after_save: AfterSave | None = None
+    on_workers: Callable[[list[int]], None] | None = None
+
+
 def scan(roots: Sequence[str], db: str, options: ScanOptions,
          on_progress: Callable[[ScanProgress], None] | None = None,
          on_plan: Callable[[ScanPlan], None] | None = None,
          after_save: AfterSave | None = None,
          on_workers: Callable[[list[int]], None] | None = None) -> ScanSummary:
     """Scan ``roots`` into the database ``db``. Raises TaggerError for problems with the
-    model, device or database; problems with single files are recorded and counted."""
+    model, device or database; problems with single files are recorded and counted.
+    ``on_progress`` hears of each file done, ``on_plan`` gets the plan, ``after_save`` the
+    results of each commit, ``on_workers`` the decode processes' PIDs."""
     from tagger.store.db import db_exists
 
     started = time.perf_counter()
@@ -128,66 +153,67 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
     workers = default_workers(device.type) if options.workers is None else options.workers
     stats = EngineStats(device=str(device), workers=workers, precision=options.precision)
     if options.dry_run:  # read what is stored, if anything, and change nothing
-        library = Library(db, create=False) if db_exists(db) else None
+        library = Store(db, create=False) if db_exists(db) else None
         known = library.track_states() if library else {}
         stored = library.find_model(model.card.sha256) if library else None
         plan = plan_scan(known, roots, stored.id if stored else None, options.force, options.include_hidden)
         if on_plan:
             on_plan(plan)
-        return ScanSummary(plan=plan, model_name=model.card.name, engine=stats,
+        return ScanSummary(plan=plan, model_name=model.card.name, engine_stats=stats,
                            elapsed_s=time.perf_counter() - started)
+    run = _Run(roots, db, options, model, device, workers, stats, started, on_progress, on_plan, after_save,
+               on_workers)
     with contextlib.ExitStack() as session:
-        if options.engine == "ray":
+        if options.scan_engine == "ray":
             from tagger.engine.ray_engine import ray_session
 
             session.enter_context(ray_session(options))
-        return _scan_into(roots, db, options, model, device, workers, stats, started, on_progress, on_plan,
-                          after_save, on_workers)
+        return _scan_into(run)
 
 
-def _scan_into(roots, db: str, options: ScanOptions, model, device, workers: int, stats: EngineStats,
-               started: float, on_progress, on_plan, after_save, on_workers) -> ScanSummary:
+def _scan_into(run: _Run) -> ScanSummary:
     from tagger.store.db import writer_lock
 
-    library = Library(db)
-    with writer_lock(db, shared=True), Claims(library.engine) as claims:
-        stored = library.ensure_model(model.card, model.embedding_size)
+    options = run.options
+    library = Store(run.db)
+    with writer_lock(run.db, shared=True), Claims(library.sql_engine) as claims:
+        stored = library.ensure_model(run.model.card, run.model.embedding_size)
         planned_at = time.time()  # what another scanner stores after this, it stored for us too
         known = library.track_states()
-        plan = plan_scan(known, roots, stored.id, options.force, options.include_hidden)
-        summary = ScanSummary(plan=plan, model_name=model.card.name, engine=stats)
-        if on_plan:
-            on_plan(plan)
+        plan = plan_scan(known, run.roots, stored.id, options.force, options.include_hidden)
+        summary = ScanSummary(plan=plan, model_name=run.model.card.name, engine_stats=run.stats)
+        if run.on_plan:
+            run.on_plan(plan)
         path_of = {s.id: s.path for s in known.values()}
         library.move(plan.moved)
         library.set_missing([(i, path_of[i]) for i in plan.missing])
         library.set_status(plan.back, "ok")
         summary.metadata_read = _read_metadata_backlog(library, plan)
-        store = _Store(library, stored, summary, after_save)
+        committer = _Committer(library, stored, summary, run.after_save)
         for f, reason in plan.bad_names:
-            store.add(TrackResult(f.path, f.size, f.mtime_ns, error=reason))
+            committer.add(TrackResult(f.path, f.size, f.mtime_ns, error=reason))
         try:
             if plan.todo:
-                score = _Scoring(library, claims, stored, plan, model, device, options, workers, stats,
-                                 on_workers, planned_at)
+                scoring = _Scoring(library, claims, stored, plan, run, planned_at)
                 total = len(plan.todo)
-                for done, result in enumerate(score.results(store), 1):
-                    store.add(result)
-                    if on_progress:
-                        on_progress(ScanProgress(done, total, summary.audio_s, result.path, result.error))
-                summary.done_by_others, summary.left_to_others = score.done_by_others, len(score.held_by_others)
+                for done, result in enumerate(scoring.results(committer), 1):
+                    committer.add(result)
+                    if run.on_progress:
+                        run.on_progress(ScanProgress(done, total, summary.audio_s, result.path, result.error))
+                summary.done_by_others = scoring.done_by_others
+                summary.left_to_others = len(scoring.held_by_others)
         except KeyboardInterrupt:
             summary.interrupted = True
-            store.flush()  # whatever finished is kept
+            committer.flush()  # whatever finished is kept
         except BaseException:
             try:
-                store.flush()
+                committer.flush()
             except Exception:
                 pass  # the first error is the one to report
             raise
         else:
-            store.flush()
-    summary.elapsed_s = time.perf_counter() - started
+            committer.flush()
+    summary.elapsed_s = time.perf_counter() - run.started
     return summary
 
 
@@ -201,9 +227,10 @@ class _Scoring:
     a scanner that died gives its files back to whoever comes next). On SQLite, the only
     writer, it is one round of every file, as before."""
 
-    def __init__(self, library: Library, claims: Claims, stored: StoredModel, plan: ScanPlan, model, device,
-                 options: ScanOptions, workers: int, stats: EngineStats, on_workers, started_at: float) -> None:
-        self.library, self.claims, self.stored, self.options = library, claims, stored, options
+    def __init__(self, library: Store, claims: Claims, stored: StoredModel, plan: ScanPlan, run: _Run,
+                 started_at: float) -> None:
+        options = run.options
+        self.library, self.claims, self.stored, self.options, self.run = library, claims, stored, options, run
         self.started_at = started_at
         self.todo = list(plan.todo)
         self.done_by_others = 0
@@ -211,13 +238,12 @@ class _Scoring:
         self.one_round = not claims.shared
         # Ray: one pipeline (actor pool, model loads) per round, so rounds are larger; capped, as
         # every claim is a lock in the server's shared lock table (~6,400 by default)
-        self.round_cap = RAY_CLAIM_ROUND if options.engine == "ray" else CLAIM_ROUND
-        self._args = (model, device, options, workers, stats, on_workers)
+        self.round_cap = RAY_CLAIM_ROUND if options.scan_engine == "ray" else CLAIM_ROUND
         # one model runner for every round, sized (compile or not) by the whole plan
-        self._runner = None if options.engine == "ray" else _runner(model, device, options, len(self.todo), stats)
+        self._runner = None if options.scan_engine == "ray" else _runner(run, len(self.todo))
 
-    def results(self, store: _Store) -> Iterator[TrackResult]:
-        """Every result this scanner scores (consumed by ``store``, which each round commits)."""
+    def results(self, committer: _Committer) -> Iterator[TrackResult]:
+        """Every result this scanner scores (consumed by ``committer``, which each round commits)."""
         while self.todo:
             claimed, waiting = self._claim_round()
             if not claimed:  # all that is left is held by other scanners, alive: theirs to store
@@ -229,8 +255,8 @@ class _Scoring:
             self.done_by_others += len(claimed) - len(fresh)
             self.todo = waiting
             if fresh:
-                yield from _score(fresh, *self._args, runner=self._runner)
-                store.flush()  # committed before the claims go; if it fails, closing Claims frees them
+                yield from _score(fresh, self.run, self._runner)
+                committer.flush()  # committed before the claims go; if it fails, closing Claims frees them
             self.claims.release([f.path for f in claimed])
 
     def _claim_round(self) -> tuple[list[FoundFile], list[FoundFile]]:
@@ -275,15 +301,15 @@ def _as_now(f: FoundFile) -> FoundFile:
     return FoundFile(f.path, st.st_size, st.st_mtime_ns)
 
 
-def _read_metadata_backlog(library: Library, plan: ScanPlan) -> int:
+def _read_metadata_backlog(library: Store, plan: ScanPlan) -> int:
     """Tracks under the scanned folders that were scanned before the database kept file
     metadata get it read now, once, without being scored again; the files to score get theirs
     from the decoders. Measured 0.6 ms a file on local disk, 0.4 with threads (tag reads wait
     on I/O; more so on a NAS), so a 100,000-track library takes about a minute, once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from tagger.discover import under
-    from tagger.tagfile import read_track_metadata
+    from tagger.audio.discover import under
+    from tagger.files.tagfile import read_track_metadata
 
     todo = {f.path for f in plan.todo}
     here = [(i, p) for i, p in library.metadata_backlog() if p not in todo and under(p, plan.roots)
@@ -295,20 +321,19 @@ def _read_metadata_backlog(library: Library, plan: ScanPlan) -> int:
     return len(here)
 
 
-def _score(files, model, device: torch.device, options: ScanOptions, workers: int, stats: EngineStats,
-           on_workers: Callable[[list[int]], None] | None, runner: ModelRunner | None = None
-           ) -> Iterator[TrackResult]:
-    """The engine the options ask for, as one stream of TrackResults: exactly one per file.
-    ``runner``: one made already (a scan in rounds makes it once)."""
-    if options.engine == "ray":
+def _score(files: Sequence[FoundFile], run: _Run, runner: ModelRunner | None = None) -> Iterator[TrackResult]:
+    """The scan engine the options ask for, as one stream of TrackResults: exactly one per
+    file. ``runner``: one made already (a scan in rounds makes it once)."""
+    if run.options.scan_engine == "ray":
         from tagger.engine.ray_engine import score_files_ray
 
-        return score_files_ray(files, model, options, stats)
-    runner = runner or _runner(model, device, options, len(files), stats)
-    return score_files(files, runner, options.chunks, workers, stats, on_workers)
+        return score_files_ray(files, run.model, run.options, run.stats)
+    runner = runner or _runner(run, len(files))
+    return score_files(files, runner, run.options.chunks, run.workers, run.stats, run.on_workers)
 
 
-def _runner(model, device: torch.device, options: ScanOptions, n_files: int, stats: EngineStats) -> ModelRunner:
+def _runner(run: _Run, n_files: int) -> ModelRunner:
+    options, device, stats = run.options, run.device, run.stats
     per_track = options.chunks or 80  # a 4-minute track when every chunk is used
     compile_ = options.compile == "yes" or (
         options.compile == "auto" and device.type == "cpu" and n_files * per_track >= COMPILE_MIN_CHUNKS)
@@ -318,6 +343,6 @@ def _runner(model, device: torch.device, options: ScanOptions, n_files: int, sta
     # the decode workers for the cores (RESULTS.md), so it keeps one.
     threads = options.threads or (cores if device.type == "cpu" else 1)
     torch.set_num_threads(threads)
-    runner = ModelRunner(model, options.batch_size, compile=compile_, precision=options.precision)
+    runner = ModelRunner(run.model, options.batch_size, compile=compile_, precision=options.precision)
     stats.threads, stats.compiled, stats.compile_error = threads, runner.compiled, runner.compile_error
     return runner

@@ -1,12 +1,11 @@
 import av
 import numpy as np
 import pytest
-
-from tagger.audio import decode
-from tagger.errors import DecodeError
-from tagger.chunks import chunk_starts, cut_chunks
-
 from conftest import sine, write_audio
+
+from tagger.audio.chunks import chunk_starts, cut_chunks
+from tagger.audio.decode import decode
+from tagger.errors import DecodeError
 
 
 def _peak_hz(x, sr=16000):
@@ -82,8 +81,8 @@ def test_short_tracks_are_repeated_to_one_chunk():
 def test_streamed_chunks_equal_chunks_cut_from_the_whole_track(tmp_path, monkeypatch):
     from conftest import music_like, write_m4a
 
-    import tagger.audio as audio
-    from tagger.audio import ChunkReader
+    import tagger.audio.decode as audio
+    from tagger.audio.decode import ChunkReader
 
     flac = write_audio(tmp_path / "a.flac", music_like(52.6, 44100, 1), 44100)
     m4a = write_m4a(tmp_path / "b.m4a", music_like(40.0, 44100, 2))

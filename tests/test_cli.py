@@ -10,10 +10,9 @@ import sys
 
 import numpy as np
 import torch
+from conftest import ROOT, run_cli, sine, write_audio
 
 from tagger import __version__
-
-from conftest import ROOT, run_cli, sine, write_audio
 
 EXAMPLES = ROOT / "examples"
 COMMANDS = [[], ["scan"], ["query"], ["show"], ["tags"], ["stats"], ["prune"], ["write"], ["tag"], ["models"],
@@ -138,7 +137,7 @@ def test_help_shows_choices_metavars_and_the_default_database(tmp_path):
 
 def test_convert_choices_are_the_converter_sources():
     from tagger.cli.models_cmd import MusicnnModel
-    from tagger.convert.musicnn import SOURCES
+    from tagger.model.convert.musicnn import SOURCES
 
     assert [m.value for m in MusicnnModel] == list(SOURCES)
 

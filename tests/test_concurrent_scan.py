@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import music_like, run_cli, write_audio
 from sqlalchemy import create_engine, text
 
-from conftest import music_like, run_cli, write_audio
 from tagger.store.db import db_url
 
 SCANNED = re.compile(r"^(\d+) scanned · ", re.M)
@@ -78,9 +78,9 @@ def test_two_scanners_on_overlapping_folders_score_each_file_once_and_rescan_mov
 
 HOLD = """
 import sys, time
-from tagger.library import Library
+from tagger.store.catalog import Store
 from tagger.store.claims import Claims
-claims = Claims(Library(sys.argv[1]).engine)
+claims = Claims(Store(sys.argv[1]).sql_engine)
 assert claims.try_claim(sys.argv[2:]) == sys.argv[2:]
 print("claimed", flush=True)
 time.sleep(600)
@@ -116,10 +116,10 @@ def _advisory_locks(url: str) -> int:
 
 
 def test_a_scanner_killed_mid_scan_leaves_its_files_to_the_next(tmp_path, pg_url):
-    from tagger.library import Library
+    from tagger.store.catalog import Store
 
     files = _library(tmp_path / "music", {"a": 12})
-    Library(pg_url).engine.dispose()  # the tables, to watch from the start
+    Store(pg_url).sql_engine.dispose()  # the tables, to watch from the start
     proc = _scan(tmp_path / "music", "--db", pg_url, start_new_session=True)
     deadline = time.monotonic() + 120
     while not _tracks(pg_url) and time.monotonic() < deadline and proc.poll() is None:
@@ -145,10 +145,10 @@ def _one_line(result) -> str:
 
 
 def test_write_undo_and_learn_wait_for_no_scan_but_refuse_while_one_runs(tmp_path, pg_url):
-    from tagger.library import Library
+    from tagger.store.catalog import Store
     from tagger.store.db import writer_lock
 
-    Library(pg_url).engine.dispose()
+    Store(pg_url).sql_engine.dispose()
     busy = "another tagger scan or write is writing to this database"
     with writer_lock(pg_url, shared=True):  # as a running scan holds it
         with writer_lock(pg_url, shared=True):  # a second scan is welcome
@@ -171,18 +171,18 @@ def test_a_track_moved_since_a_scanners_plan_is_not_marked_missing_by_it(db):
     folder), the other stores the move, then the first marks what it planned as missing."""
     from sqlalchemy import insert, select
 
-    from tagger.library import Library
+    from tagger.store.catalog import Store
     from tagger.store.schema import tracks
 
-    library = Library(db)
-    with library.engine.begin() as conn:
+    library = Store(db)
+    with library.sql_engine.begin() as conn:
         rows = [{"path": p, "size": 1, "mtime_ns": 1, "status": "ok"} for p in ("/a/x", "/a/y")]
         ids = conn.execute(insert(tracks).returning(tracks.c.id, sort_by_parameter_order=True), rows).scalars().all()
     library.move([(ids[0], "/c/x", 2)])  # the other scanner's move, after this one's plan
     library.set_missing([(ids[0], "/a/x"), (ids[1], "/a/y")])
-    with library.engine.connect() as conn:
+    with library.sql_engine.connect() as conn:
         rows = dict(conn.execute(select(tracks.c.path, tracks.c.status)).all())
-    library.engine.dispose()
+    library.sql_engine.dispose()
     assert rows == {"/c/x": "ok", "/a/y": "missing"}
 
 
@@ -206,14 +206,14 @@ def test_results_the_cluster_lost_are_reported_not_stored_and_retried_next_scan(
     import numpy as np
 
     from tagger.engine.results import TrackResult
-    from tagger.library import Library
-    from tagger.modelfile import read_card
-    from tagger.scan import ScanSummary, _Store
+    from tagger.model.modelfile import read_card
+    from tagger.scan import ScanSummary, _Committer
+    from tagger.store.catalog import Store
 
-    library = Library(str(tmp_path / "lib.db"))
+    library = Store(str(tmp_path / "lib.db"))
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     summary = ScanSummary(plan=None)
-    store = _Store(library, model, summary, None)
+    store = _Committer(library, model, summary, None)
     p, e = np.full(50, 0.2, np.float32), np.zeros(256, np.float32)
     store.add(TrackResult("/m/ok.flac", 1, 1, "f", "flac", 3.0, 1, p, e))
     store.add(TrackResult("/m/lost.flac", 1, 1, error="its results never came back", retry=True))

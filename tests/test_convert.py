@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FIXTURES, load_tool, run_cli
 from safetensors.torch import load_file
 
-from tagger.convert.musicnn import convert_musicnn
 from tagger.errors import ModelFileError
-from tagger.modelfile import builtin_dir, load_model
-
-from conftest import FIXTURES, load_tool, run_cli
+from tagger.model.convert.musicnn import convert_musicnn
+from tagger.model.modelfile import builtin_dir, load_model
 
 TINY = FIXTURES / "tiny_vgg"
 

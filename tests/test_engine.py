@@ -11,12 +11,11 @@ import time
 
 import numpy as np
 import pytest
-
-from tagger.engine.options import ScanOptions
-from tagger.inference import tag_file
-from tagger.scan import scan
-
 from conftest import music_like, write_audio, write_m4a
+
+from tagger.engine.inference import tag_file
+from tagger.engine.options import ScanOptions
+from tagger.scan import scan
 
 SECONDS = {  # name → length: shorter than a chunk, exactly one, 17 chunks, long, between
     "a-short.wav": 1.4, "c-one.flac": 3.0, "e-seventeen.ogg": 51.0, "g-long.flac": 100.0,
@@ -84,12 +83,12 @@ def test_scan_stores_what_the_model_says_of_each_file(engine_library, references
     options = ScanOptions(workers=workers, batch_size=batch, chunks=chunks, compile="no", device="cpu")
     summary = scan([str(engine_library)], str(db), options)
     assert summary.scanned == len(SECONDS) and len(summary.failed) == len(BAD)
-    assert summary.engine.chunks == sum(r.n_chunks for r in references[chunks].values())
+    assert summary.engine_stats.chunks == sum(r.n_chunks for r in references[chunks].values())
     assert_equals_tag_file(db, references[chunks], atol=1e-5)
 
 
 def test_compiled_scan_matches_too(engine_library, tmp_path, vgg):
-    from tagger.runner import ModelRunner
+    from tagger.engine.runner import ModelRunner
 
     runner = ModelRunner(vgg, 7, compile=True)  # inductor's sums differ from eager by ~1e-4: compare like with like
     if not runner.compiled:
@@ -98,7 +97,7 @@ def test_compiled_scan_matches_too(engine_library, tmp_path, vgg):
     db = tmp_path / "lib.db"
     options = ScanOptions(workers=2, batch_size=7, chunks=16, compile="yes", device="cpu")
     summary = scan([str(engine_library)], str(db), options)
-    assert summary.engine.compiled
+    assert summary.engine_stats.compiled
     assert_equals_tag_file(db, refs, atol=1e-5)
 
 
@@ -190,9 +189,9 @@ def test_loud_and_non_finite_float_files(tmp_path, vgg):
 
 def test_a_model_with_nan_weights_is_refused_at_load(tmp_path, vgg):
     import torch
-
-    from tagger.modelfile import load_model, save_model
     from conftest import run_cli
+
+    from tagger.model.modelfile import load_model, save_model
 
     model = load_model("musicnn-vgg-mtt")
     with torch.no_grad():

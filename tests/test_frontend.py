@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from tagger.frontend import FrontEndConfig, LogMel, mel_filterbank
+from tagger.model.frontend import FrontEndConfig, LogMel, mel_filterbank
 
 
 def reference_filterbank(sr, n_fft, n_mels, f_min, f_max, scale, norm):
-    """Written from the formulas, in float64 and plain loops, independently of tagger.frontend."""
+    """Written from the formulas, in float64 and plain loops, independently of tagger.model.frontend."""
     import math
 
     def to_mel(f):

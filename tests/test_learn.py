@@ -7,7 +7,6 @@ import sqlite3
 
 import numpy as np
 import pytest
-
 from conftest import run_cli, write_audio
 
 SR = 16000
@@ -307,12 +306,14 @@ def test_list_relearn_and_remove(library, learned):
 
 def test_classifier_is_scikit_learns():
     """What is stored and applied at scan time is the regression scikit-learn fitted."""
-    from tagger.learned import Classifier, cross_validate, fit, standardiser
+    from tagger.library.learned import Classifier, cross_validate, fit
+    from tagger.library.standardise import Standardiser
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((60, 8)).astype(np.float32)
     x[:3] += 3
-    mean, scale = standardiser(x)
+    standard = Standardiser.fit(x)
+    mean, scale = standard.mean, standard.divisor()
     z = (x - mean) / scale
     y = np.r_[np.ones(3), np.zeros(57)]
     folds, auc = cross_validate(z, y, 0)
@@ -326,3 +327,57 @@ def test_classifier_is_scikit_learns():
     ref = LogisticRegression(C=0.02, class_weight="balanced", max_iter=2000).fit(z, y).predict_proba(z)[:, 1]
     assert p == pytest.approx(ref, abs=1e-5)
     assert cross_validate(z[:58], np.r_[np.ones(1), np.zeros(57)], 0) == (0, None)
+
+
+def _blobs(db, name):
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT l.weights, l.bias, l.mean, l.scale, t.id FROM learned_tags l "
+                           "JOIN tags t ON t.id = l.tag_id WHERE t.raw = ?", (name,)).fetchone()
+        emb = dict(conn.execute("SELECT t.path, e.vector FROM embeddings e JOIN tracks t ON t.id = e.track_id "
+                                "WHERE t.status = 'ok'").fetchall())
+        stored = dict(conn.execute("SELECT t.path, s.prob FROM scores s JOIN tracks t ON t.id = s.track_id "
+                                   "WHERE s.tag_id = ?", (row[4],)).fetchall())
+    f4 = [np.frombuffer(b, dtype="<f4") for b in (row[0], row[2], row[3])]
+    vectors = {p: np.frombuffer(v, dtype="<f2").astype(np.float32) for p, v in emb.items()}
+    return f4[0], float(row[1]), f4[1], f4[2], vectors, stored
+
+
+def test_stored_classifier_is_the_regression_fitted_on_the_library(library, tmp_path):
+    """End to end, checked from outside: the classifier in the database is scikit-learn's
+    regression of the liked against the unliked tracks on the library's stored embeddings,
+    standardised over the library; the stored scores are that classifier's; and a track
+    scanned later is scored at scan time exactly as the stored classifier scores it now."""
+    from sklearn.linear_model import LogisticRegression
+
+    root, db, paths = library
+    db2 = copy_db(db, tmp_path / "e2e.db")
+    learn(db2, "thumps", *like(paths["drums"][:EXAMPLES]), "--unlike", root / "noise", "--unlike", root / "chords")
+    weights, bias, mean, scale, vectors, stored = _blobs(db2, "thumps")
+    order = sorted(vectors)
+    x = np.stack([vectors[p] for p in order]).astype(np.float64)
+    assert mean == pytest.approx(x.mean(axis=0), abs=1e-4)
+    std = x.std(axis=0)
+    assert scale == pytest.approx(np.where(std > 1e-6 * std.max(), std, 1.0), rel=1e-3, abs=1e-5)
+    liked = set(paths["drums"][:EXAMPLES])
+    unliked = set(paths["noise"]) | set(paths["chords"])
+    examples = [p for p in order if p in liked or p in unliked]
+    z = (np.stack([vectors[p] for p in examples]) - x.mean(axis=0)) / np.where(std > 1e-6 * std.max(), std, 1.0)
+    y = np.array([p in liked for p in examples], dtype=float)
+    reference = LogisticRegression(C=0.02, class_weight="balanced", max_iter=5000).fit(z, y)
+    assert weights == pytest.approx(reference.coef_[0], abs=2e-3)
+    assert bias == pytest.approx(reference.intercept_[0], abs=2e-3)
+    z_all = (x - x.mean(axis=0)) / np.where(std > 1e-6 * std.max(), std, 1.0)
+    expected = reference.predict_proba(z_all)[:, 1]
+    assert [stored[p] for p in order] == pytest.approx(expected, abs=2e-3)
+    assert len(stored) == len(order)  # every track of the model is scored
+
+    new = tmp_path / "new"
+    new.mkdir()
+    newcomer = member("drums", 21, new)
+    result = run_cli("scan", new, "--db", db2, "--workers", "0")
+    assert result.returncode == 0, result.stderr
+    weights2, bias2, mean2, scale2, vectors2, stored2 = _blobs(db2, "thumps")
+    assert np.array_equal(weights2, weights) and bias2 == bias  # a scan does not refit
+    e = vectors2[newcomer]
+    now = 1 / (1 + np.exp(-(((e - mean2) / scale2) @ weights2 + bias2)))
+    assert stored2[newcomer] == pytest.approx(now, abs=1e-6)

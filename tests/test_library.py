@@ -1,18 +1,20 @@
-"""Library and query layer on a real SQLite file and a real PostgreSQL database (the ``db``
+"""Store and query layer on a real SQLite file and a real PostgreSQL database (the ``db``
 fixture), with synthetic results."""
 
 import numpy as np
 import pytest
 
-from tagger.library import Library, TrackResult
-from tagger.modelfile import read_card
-from tagger.query import TrackQuery, parse_terms, run_query
+from tagger.engine.results import TrackResult
+from tagger.library.query import parse_terms
+from tagger.model.modelfile import read_card
+from tagger.store.catalog import Store
 from tagger.store.db import StoreError, open_engine
+from tagger.store.query import TrackQuery, run_query
 
 
 @pytest.fixture
 def lib(db):
-    library = Library(db)
+    library = Store(db)
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     rng = np.random.default_rng(7)
     probs = {}
@@ -51,6 +53,81 @@ def test_queries_equal_brute_force(lib, tags, nots, top):
     expected = brute(model, probs, terms, top)
     assert [r.path for r in rows] == [p for _, p in expected]
     assert [r.score for r in rows] == pytest.approx([s for s, _ in expected], abs=1e-6)
+
+
+ARTISTS = ["Nina Simone", "nina simone", "Björk", "Straße Band", "The 100% Band", None]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def tagged(request, tmp_path_factory):
+    """One library of 300 tracks with scores and metadata, read by every filter probe."""
+    if request.param == "sqlite":
+        db = str(tmp_path_factory.mktemp("tagged") / "library.db")
+    else:
+        db = request.getfixturevalue("pg_server").create_database()
+    library = Store(db)
+    model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    rng = np.random.default_rng(11)
+    rows, batch = {}, []
+    for i in range(300):
+        p = rng.beta(0.6, 2.0, 50).astype(np.float32)
+        meta = {"artist": ARTISTS[i % len(ARTISTS)], "year": 1960 + (i * 7) % 60,
+                "title": f"Song {i}", "genre": ["Jazz", "jazz fusion", "Rock", None][i % 4]}
+        path = f"/m/{'live' if i % 5 == 0 else 'studio'}/{i:03d}.{'flac' if i % 3 else 'mp3'}"
+        rows[path] = (p, meta, "flac" if i % 3 else "mp3")
+        batch.append(TrackResult(path, 1000 + i, i, f"{i:040x}", rows[path][2], 180.0, 16, p,
+                                 rng.standard_normal(256).astype(np.float32), metadata=meta))
+    library.save(batch, model)
+    return library, model, rows
+
+
+def _matches(f, meta: dict, fmt: str, path: str) -> bool:
+    value = {"format": fmt, "path": path}.get(f.field, meta.get(f.field))
+    if value is None:
+        return False
+    if f.op == ">=":
+        return value >= f.value
+    if f.op == "<=":
+        return value <= f.value
+    if isinstance(f.value, int):
+        return value == f.value
+    if f.op == "~":
+        return str(f.value).casefold() in str(value).casefold()
+    return str(value).casefold() == str(f.value).casefold()
+
+
+def brute_filtered(model, rows, terms, min_score, where, top):
+    """The query's answer by its definition: every term's score (a group's maximum, 1 − p for
+    --not), their minimum, --min on that minimum, every --where condition, best first."""
+    idx = {t: i for i, t in enumerate(model.vocabulary.tags)}
+    scored = []
+    for path, (p, meta, fmt) in rows.items():
+        vals = [max(float(p[idx[r]]) for r in t.raw) for t in terms]
+        score = min(1 - v if t.negate else v for v, t in zip(vals, terms))
+        if min_score is not None and score < min_score:
+            continue
+        if all(_matches(f, meta, fmt, path) for f in where):
+            scored.append((score, path))
+    scored.sort(key=lambda sp: (-sp[0], sp[1]))
+    return scored if top is None else scored[:top]
+
+
+@pytest.mark.parametrize("tags,nots", [(["techno"], []), (["female_vocals"], []), (["piano", "slow"], []),
+                                       (["rock"], ["vocals"]), (["guitar"], ["drums", "female"])])
+@pytest.mark.parametrize("min_score", [None, 0.1, 0.35])
+@pytest.mark.parametrize("where", [[], ["year>=1990"], ["artist=NINA SIMONE", "format=flac"],
+                                   ["genre~jazz", "year<=1985"], ["path~/live/"], ["artist~100%"]])
+def test_filters_combined_equal_brute_force(tagged, tags, nots, min_score, where):
+    from tagger.library.query import parse_where
+
+    library, model, rows = tagged
+    terms = parse_terms(model.vocabulary, tags, nots)
+    filters = parse_where(where)
+    for top in (None, 7):
+        got = run_query(library, TrackQuery(terms, min_score, top, filters), model)
+        expected = brute_filtered(model, rows, terms, min_score, filters, top)
+        assert [r.path for r in got] == [p for _, p in expected], (tags, nots, min_score, where, top)
+        assert [r.score for r in got] == pytest.approx([s for s, _ in expected], abs=1e-6)
 
 
 def test_save_replaces_results_and_failure_clears_scores(lib):
@@ -120,7 +197,7 @@ def test_schema_1_database_is_migrated(db):
     with raw.connect() as conn:
         assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar_one() == "3"
         assert conn.execute(text("SELECT path, artist FROM tracks")).fetchall() == [("/m/old.mp3", None)]
-    library = Library(db)  # and the migrated database works: a scan result is stored and read
+    library = Store(db)  # and the migrated database works: a scan result is stored and read
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     p = np.full(50, 0.25, dtype=np.float32)
     library.save([TrackResult("/m/new.flac", 1, 1, "f", "flac", 3.0, 1, p, np.zeros(256, np.float32))], model)
@@ -128,7 +205,7 @@ def test_schema_1_database_is_migrated(db):
 
 
 def test_a_track_that_cannot_be_stored_costs_only_itself(db):
-    library = Library(db)
+    library = Store(db)
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     p = np.full(50, 0.3, dtype=np.float32)
     nan = p.copy()
@@ -151,11 +228,11 @@ def test_a_full_database_stops_with_one_clear_error(tmp_path):
     is not one track's fault: save stops with a StoreError instead of failing every track."""
     from sqlalchemy import event
 
-    library = Library(str(tmp_path / "lib.db"))
+    library = Store(str(tmp_path / "lib.db"))
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
-    library.engine.dispose()
+    library.sql_engine.dispose()
     pages = tmp_path.joinpath("lib.db").stat().st_size // 4096 + 2
-    event.listen(library.engine, "connect", lambda conn, _: conn.execute(f"PRAGMA max_page_count = {pages}"))
+    event.listen(library.sql_engine, "connect", lambda conn, _: conn.execute(f"PRAGMA max_page_count = {pages}"))
     p, e = np.full(50, 0.3, dtype=np.float32), np.zeros(256, np.float32)
     batch = [TrackResult(f"/m/{i}.flac", 1, 1, "f", "flac", 3.0, 1, p, e) for i in range(300)]
     with pytest.raises(StoreError, match="cannot write to the database: database or disk is full"):

@@ -8,10 +8,9 @@ import sqlite3
 
 import mutagen
 import pytest
+from conftest import music_like, run_cli, write_audio, write_m4a
 from mutagen.easyid3 import EasyID3
 from mutagen.easymp4 import EasyMP4
-
-from conftest import music_like, run_cli, write_audio, write_m4a
 
 TAGS = {
     "a.mp3": {"title": "Blue Train", "artist": "John Coltrane", "album": "Blue Train", "genre": "Jazz",

@@ -5,10 +5,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tagger.cnn import ShortChunkCNN, report_config, report_frontend
 from tagger.errors import ModelFileError
-from tagger.modelfile import DEFAULT_MODEL, ModelCard, builtin_names, load_model, read_card, save_model
-from tagger.vocab import MTAT_GROUPS, MTAT_TAGS
+from tagger.model.cnn import ShortChunkCNN, report_config, report_frontend
+from tagger.model.modelfile import DEFAULT_MODEL, ModelCard, builtin_names, load_model, read_card, save_model
+from tagger.model.vocab import MTAT_GROUPS, MTAT_TAGS
 
 
 def _card(**kw):
@@ -98,7 +98,7 @@ def test_a_safetensors_file_whose_first_byte_looks_like_pickle_loads(tmp_path, v
     # one model file in 256 (it happened to trained models)
     from dataclasses import replace
 
-    from tagger.modelfile import save_model
+    from tagger.model.modelfile import save_model
 
     path = tmp_path / "m.safetensors"
     for n in range(300):
@@ -110,7 +110,7 @@ def test_a_safetensors_file_whose_first_byte_looks_like_pickle_loads(tmp_path, v
 
 
 def test_a_model_whose_chunk_length_its_layers_do_not_fit_is_one_error(tmp_path):
-    from tagger.modelfile import save_model
+    from tagger.model.modelfile import save_model
 
     model = load_model("musicnn-vgg-mtt")
     model.card.chunk_samples = 32000  # 2 s: the VGG's dense layer expects 3 s of frames

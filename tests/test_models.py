@@ -1,9 +1,16 @@
 import pytest
 import torch
 
-from tagger.cnn import (CNNConfig, ShortChunkCNN, baseline_config, musicnn_frontend,
-                        musicnn_vgg_config, report_config, report_frontend)
-from tagger.musicnn import MusiCNN, MusiCNNConfig
+from tagger.model.cnn import (
+    CNNConfig,
+    ShortChunkCNN,
+    baseline_config,
+    musicnn_frontend,
+    musicnn_vgg_config,
+    report_config,
+    report_frontend,
+)
+from tagger.model.musicnn import MusiCNN, MusiCNNConfig
 
 
 def test_report_model_matches_recipe_table():

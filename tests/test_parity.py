@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
-from tagger.inference import tag_waveform
-from tagger.modelfile import load_model
-
 from conftest import JORAM, load_tool, needs_shared
+
+from tagger.engine.inference import tag_waveform
+from tagger.model.modelfile import load_model
 
 TOLERANCE = 1e-3
 MODELS = {"MTT_vgg": "musicnn-vgg-mtt", "MTT_musicnn": "musicnn-mtt"}

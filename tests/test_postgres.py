@@ -7,9 +7,8 @@ import json
 import re
 import shutil
 
-import pytest
-
 from conftest import build_library, run_cli
+
 from tagger.store.db import display_db
 
 

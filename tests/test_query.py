@@ -8,10 +8,9 @@ import shutil
 import sqlite3
 
 import pytest
-
-from tagger.vocab import MTAT_GROUPS, MTAT_TAGS, tag_name
-
 from conftest import build_library, music_like, run_cli, write_audio
+
+from tagger.model.vocab import MTAT_GROUPS, MTAT_TAGS, tag_name
 
 LONG = "a-rather-long-folder-name-for-testing-tables/and another long folder name/a track with a long name.wav"
 

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import music_like, run_cli, write_audio
 
 ray = pytest.importorskip("ray")
@@ -34,7 +33,7 @@ def local_ray():
 
 
 def _files(root):
-    from tagger.discover import discover
+    from tagger.audio.discover import discover
     return sorted(discover([str(root)]).files, key=lambda f: f.path)
 
 
@@ -52,13 +51,13 @@ def test_ray_scores_equal_the_local_engine(music, local_ray, vgg, chunks):
     from tagger.engine.options import ScanOptions
     from tagger.engine.ray_engine import score_files_ray
     from tagger.engine.results import EngineStats
-    from tagger.runner import ModelRunner
+    from tagger.engine.runner import ModelRunner
 
     files = _files(music)
     local = _by_path(score_files(files, ModelRunner(vgg, 8), chunks, workers=0))
     stats = EngineStats()
     # a batch size unlike the local one: rows of several files share batches differently
-    options = ScanOptions(chunks=chunks, batch_size=5, engine="ray")
+    options = ScanOptions(chunks=chunks, batch_size=5, scan_engine="ray")
     remote = _by_path(score_files_ray(files, vgg, options, stats))
     assert set(remote) == set(local) == {f.path for f in files}
     for path, want in local.items():

@@ -9,7 +9,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import build_library, music_like, run_cli, write_audio
 
 

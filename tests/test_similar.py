@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli, write_audio
 
 SR = 16000
@@ -124,11 +123,11 @@ def similar_json(db: Path, target: Path, *args: str) -> list[dict]:
 
 
 def test_neighbours_of_a_member_are_its_family(lib):
-    from tagger.library import Library
-    from tagger.similar import Neighbourhood
+    from tagger.library.similar import Neighbourhood
+    from tagger.store.catalog import Store
 
     root, db = lib
-    near = Neighbourhood(Library(str(db), create=False))
+    near = Neighbourhood(Store(str(db), create=False))
     for family in FAMILIES:
         for i in range(MEMBERS):
             path = root / "lib" / family / f"{family[0]}{i}.flac"
@@ -168,12 +167,12 @@ def test_a_file_outside_the_library_is_embedded_on_the_fly(lib):
 def test_a_copy_outside_the_library_does_not_find_its_original(lib, tmp_path):
     """Same bytes as a library track (same fingerprint): embedded anew, and the original and
     its copies are left out."""
-    from tagger.library import Library
-    from tagger.similar import Neighbourhood
+    from tagger.library.similar import Neighbourhood
+    from tagger.store.catalog import Store
 
     root, db = lib
     copy = shutil.copyfile(root / "lib" / "piano" / "p0.flac", tmp_path / "p0-elsewhere.flac")
-    result = Neighbourhood(Library(str(db), create=False)).similar(str(copy), 20)
+    result = Neighbourhood(Store(str(db), create=False)).similar(str(copy), 20)
     names = [Path(r.path).name for r in result.neighbours]
     assert result.embedded and "p0.flac" not in names and "p0-copy.flac" not in names
     assert [family_of(p.path) for p in result.neighbours[:3]] == ["piano"] * 3
@@ -281,10 +280,10 @@ def test_bad_input_is_one_line(lib, args, message):
 
 
 def test_empty_or_absent_library_is_one_line(tmp_path):
-    from tagger.library import Library
+    from tagger.store.catalog import Store
 
     db = tmp_path / "empty.db"
-    Library(str(db))  # what a scan of an empty folder leaves: the schema, no tracks
+    Store(str(db))  # what a scan of an empty folder leaves: the schema, no tracks
     for args in (["similar", tmp_path / "x.flac", "--db", db], ["radio", tmp_path / "x.flac", "--db", db],
                  ["similar", tmp_path / "x.flac", "--db", tmp_path / "none.db"]):
         family_file(tmp_path / "x.flac", "piano", 0)
@@ -298,7 +297,7 @@ def test_empty_or_absent_library_is_one_line(tmp_path):
 @pytest.mark.parametrize("space", ["cosine", "centred", "standardised", "whitened"])
 def test_spaces_map_a_matrix_in_blocks_as_one_vector_at_a_time(space):
     """The library's matrix goes through the space in blocks; a query vector alone."""
-    from tagger.similar import BLOCK, fit_space
+    from tagger.library.similar import BLOCK, fit_space
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((BLOCK + 500, 16)) * rng.uniform(0.1, 3, 16) + rng.uniform(-5, 5, 16)).astype(np.float32)

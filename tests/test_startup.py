@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import run_cli, sine, write_audio
 
 HELP = [["--help"], *([c, "--help"] for c in ("scan", "query", "show", "tags", "stats", "prune", "write",

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import music_like, run_cli, write_audio
-from tagger.audio import decode
-from tagger.modelcard import read_card
-from tagger.modelfile import load_model, save_model
+
+from tagger.audio.decode import decode
 from tagger.errors import UsageError
+from tagger.model.modelcard import read_card
+from tagger.model.modelfile import load_model, save_model
 from training.data import Cache, load_folder
 from training.losses import focal_loss
 from training.teacher import label_with_teachers, load_teachers
@@ -81,7 +81,7 @@ def test_student_trains_exports_and_tags(tmp_path):
 
 
 def test_bad_inputs_are_one_line(tmp_path):
-    root = make_folder(tmp_path / "music", n=2, seconds=4.0)
+    root = make_folder(tmp_path / "music", n=3, seconds=4.0)
     # a teacher for 22.05 kHz audio: its probabilities over 16 kHz chunks would mean nothing
     model = load_model("musicnn-vgg-mtt")
     card = model.card

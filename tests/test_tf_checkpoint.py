@@ -5,12 +5,11 @@ import shutil
 
 import numpy as np
 import pytest
-
-from tagger.convert.crc32c import crc32c, masked
-from tagger.convert.tf_checkpoint import Checkpoint
-from tagger.errors import ModelFileError
-
 from conftest import FIXTURES
+
+from tagger.errors import ModelFileError
+from tagger.model.convert.crc32c import crc32c, masked
+from tagger.model.convert.tf_checkpoint import Checkpoint
 
 TINY = FIXTURES / "tiny_vgg"
 

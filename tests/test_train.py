@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from conftest import ROOT, run_cli
 
 SR = 16000
@@ -204,7 +203,7 @@ def test_train_command_module_imports_no_torch():
 # --- the recipe's defaults, exact resume, the loader's epochs --------------------------------
 
 def test_default_config_is_the_recipe():
-    from tagger.cnn import ACTIVATIONS
+    from tagger.model.cnn import ACTIVATIONS
     from training.config import TrainConfig
     from training.train import build_model
 
@@ -225,7 +224,7 @@ def test_default_config_is_the_recipe():
 
 
 def test_baseline_trains_with_relu_unless_an_activation_is_given():
-    from tagger.cnn import ACTIVATIONS
+    from tagger.model.cnn import ACTIVATIONS
     from training.config import TrainConfig
     from training.train import build_model
 

@@ -13,7 +13,6 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import run_cli
 from test_train import SR, TAGS, synth_clip
 
@@ -67,7 +66,7 @@ def assert_model_tags_a_file(model, clip):
 
 
 def provenance(model):
-    from tagger.modelcard import read_card  # what `tagger models info` shows
+    from tagger.model.modelcard import read_card  # what `tagger models info` shows
     return read_card(model).provenance
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from tagger.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS, Vocabulary, tag_name
+from tagger.model.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS, Vocabulary, tag_name
 
 
 @pytest.fixture

@@ -18,16 +18,14 @@ from pathlib import Path
 
 import mutagen
 import pytest
+from conftest import ROOT, as_unprivileged, music_like, run_cli, write_audio
 from mutagen.id3 import ID3, TDAT, TIT2, TYER
 
-from tagger.atomic import remove_stale_temps_in, replace_atomically
-from tagger.discover import fingerprint
-from tagger.library import Library
+from tagger.audio.discover import fingerprint
+from tagger.files.atomic import remove_stale_temps_in, replace_atomically
+from tagger.store.catalog import Store
 from tagger.store.db import StoreError, writer_lock
 
-from conftest import ROOT, music_like, run_cli, write_audio
-
-ROOT_USER = os.geteuid() == 0
 ID3V1 = (b"TAG" + b"Title".ljust(30, b"\0") + b"Artist".ljust(30, b"\0") + b"Album".ljust(30, b"\0")
          + b"1999" + b"only in the v1 tag".ljust(28, b"\0") + b"\0\x05" + bytes([8]))
 
@@ -139,7 +137,7 @@ def test_what_a_killed_run_leaves_is_cleaned_up_and_undoable(lib):
     st = track.stat()
     scanned_state = (st.st_size, st.st_mtime_ns, fingerprint(track))
     write(db)
-    Library(str(db)).update_file_state(str(track), *scanned_state)  # killed before recording it
+    Store(str(db)).update_file_state(str(track), *scanned_state)  # killed before recording it
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = [root / f".a.flac.{dead.pid}-k2j3h4g5.tagger-tmp",  # a killed process's
@@ -151,7 +149,7 @@ def test_what_a_killed_run_leaves_is_cleaned_up_and_undoable(lib):
     again = write(db)
     assert "changed since it was scanned" not in again.stdout
     assert not any(p.exists() for p in stale) and live.exists()
-    assert Library(str(db)).track(str(track)).mtime_ns == track.stat().st_mtime_ns
+    assert Store(str(db)).track(str(track)).mtime_ns == track.stat().st_mtime_ns
     live.unlink()
     write(db, "--undo")
     assert {p.name: all_tags(p) for p in root.iterdir()} == before
@@ -236,7 +234,7 @@ def test_help_lists_choices_without_type_names():
 def test_writing_modules_do_not_import_torch():
     """tagger.cli imports every command; load the write command's modules without the others."""
     code = ("import sys, types; pkg = types.ModuleType('tagger.cli'); pkg.__path__ = [sys.argv[1]]; "
-            "sys.modules['tagger.cli'] = pkg; import tagger.cli.write_cmd, tagger.writer, tagger.query; "
+            "sys.modules['tagger.cli'] = pkg; import tagger.cli.write_cmd, tagger.library.writer, tagger.library.query; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
     result = subprocess.run([sys.executable, "-c", code, str(ROOT / "tagger" / "cli")], capture_output=True,
                             text=True, timeout=120)
@@ -310,17 +308,27 @@ def test_lock_beside_a_database_path_that_is_no_folder_is_a_store_error(tmp_path
             pass
 
 
-@pytest.mark.skipif(ROOT_USER, reason="root can write in read-only folders")
-def test_lock_in_a_read_only_folder_is_a_store_error(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    folder.chmod(0o555)
+def test_lock_in_a_read_only_folder_is_a_store_error():
+    """As a user who cannot write the folder (nobody, where the tests run as root)."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="tagger-ro-"))
     try:
-        with pytest.raises(StoreError, match=r"lib\.db\.lock: cannot open the lock file"):
-            with writer_lock(str(folder / "lib.db")):
-                pass
+        base.chmod(0o755)
+        folder = base / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        code = ("from tagger.store.db import StoreError, writer_lock\n"
+                "try:\n"
+                f"    with writer_lock({str(folder / 'lib.db')!r}):\n"
+                "        print('locked')\n"
+                "except StoreError as e:\n"
+                "    print('StoreError:', e)\n")
+        result = as_unprivileged(code)
+        assert result.returncode == 0, result.stderr
+        assert re.search(r"StoreError: .*lib\.db\.lock: cannot open the lock file", result.stdout), result.stdout
     finally:
-        folder.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_paths_select_tracks_by_resolved_and_symlinked_paths(lib):
@@ -359,3 +367,39 @@ def test_stale_temps_are_judged_by_host_and_pid(tmp_path):
     later = time.time() + 25 * 3600
     assert {p.name for p in remove_stale_temps_in(tmp_path, now=later)} == \
            {f".x.bin.nas-box-2-{dead.pid}-ffff6666.tagger-tmp"}
+
+
+def test_the_journal_row_comes_before_the_file_changes(lib, monkeypatch):
+    """Deterministic fault injection at the one step that changes a file, the rename of its
+    tagged copy: when it fails, the journal already holds the file's row (so a run killed at
+    that instant is undoable), the file is byte-identical, no copy is left, and undo finds the
+    file as it was and leaves it alone. A journal written after the rename would be empty here."""
+    from sqlalchemy import select
+
+    from tagger.library.writer import WriteOptions, undo, write_tracks
+    from tagger.store.journal import Journal
+    from tagger.store.schema import write_journal
+
+    root, db = lib
+    track = root / "a.flac"
+    before = sha(track)
+    store = Store(str(db))
+    rows = store.tracks_at([str(track)])
+    real_replace = os.replace
+
+    def failing_replace(src, dst, *args, **kwargs):
+        if str(src).endswith(".tagger-tmp"):
+            raise OSError(5, "Input/output error (injected)")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    (outcome,) = write_tracks(store, rows, WriteOptions())
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert outcome.status == "failed" and "Input/output error" in outcome.reason
+    assert sha(track) == before and not list(root.glob(".*tagger-tmp"))
+    with store.sql_engine.connect() as conn:
+        journaled = conn.execute(select(write_journal.c.field, write_journal.c.path)).all()
+    assert (Journal.FILE_STATE, str(track)) in journaled, "the journal row precedes the rename"
+    assert {f for f, _ in journaled} >= {"tags", "scores", "model", Journal.FILE_STATE}
+    _, outcomes = undo(store)
+    assert [o.status for o in outcomes] == ["unchanged"] and sha(track) == before

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from enum import Enum
 
-
 # The choices of the options that have a fixed set (the CLI's --help lists them). torch-free:
 # the CLI imports this module for every command's --help.
 

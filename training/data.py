@@ -27,13 +27,13 @@ import platformdirs
 import torch
 from torch.utils.data import Dataset
 
-from tagger.atomic import replace_atomically
-from tagger.audio import decode
-from tagger.chunks import cut_chunks
-from tagger.discover import discover
+from tagger.audio.chunks import cut_chunks
+from tagger.audio.decode import decode
+from tagger.audio.discover import discover
 from tagger.errors import TaggerError, UsageError
-from tagger.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS
-from training.splits import SPLITS, assign_splits, position
+from tagger.files.atomic import replace_atomically
+from tagger.model.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS
+from training.splits import SPLITS, assign_splits
 
 SAMPLE_RATE = 16000
 CHUNK = 48000
@@ -191,7 +191,7 @@ def load_csv(labels: str | os.PathLike[str], audio_root: str | os.PathLike[str],
 
 def load_folder(data_dir: str | os.PathLike[str], test_folders: list[str] | tuple[str, ...] = (),
                 seed: int = 0, valid_frac: float = 0.1, test_frac: float = 0.1) -> TagDataset:
-    """Every audio file under ``data_dir`` (tagger.discover: by extension or content, hidden
+    """Every audio file under ``data_dir`` (tagger.audio.discover: by extension or content, hidden
     files skipped) as one clip per file, without tags yet: training/teacher.py gives them
     their targets (and cuts long files into clips). Split per file, so the clips of one file
     never land in two splits: files under ``test_folders`` (folders relative to ``data_dir``,
@@ -209,33 +209,26 @@ def load_folder(data_dir: str | os.PathLike[str], test_folders: list[str] | tupl
     found = discover([root]).files
     if not found:
         raise UsageError(root, "holds no audio files", "point --data-dir at a folder with music in it")
-    clips = []
+    keys, paths = [], []
     resolved = root.resolve()
     for f in found:
         key, path = _normalised(root, f.path)
         if not Path(path).is_relative_to(resolved):  # a link out of the folder: keep its own path
             key, path = os.path.relpath(f.path, root), f.path
-        u = position(key, seed)
-        if any(key == h or key.startswith(h + "/") for h in held_out):
-            split = "test"
-        elif u < valid_frac:
-            split = "valid"
-        elif not held_out and u < valid_frac + test_frac:
-            split = "test"
-        else:
-            split = "train"
-        clips.append(Clip(key, path, np.zeros(0, np.uint8), split))
-    _every_split_filled(clips, seed, need_test=not held_out)
+        keys.append(key)
+        paths.append(path)
+    given = ["test" if any(k == h or k.startswith(h + "/") for h in held_out) else None for k in keys]
+    need = 2 if held_out else 3  # a file for each split the hash split must fill
+    if given.count(None) < need:
+        where = " outside --test-folders" if held_out else ""
+        raise UsageError(root, f"has {given.count(None)} audio file(s){where}",
+                         f"training needs at least {need}: to train on, to validate with"
+                         f"{'' if held_out else ' and to test'}")
+    splits = assign_splits(given, [np.zeros(0, np.uint8)] * len(keys), keys, seed,
+                           {"valid": valid_frac, "test": 0.0 if held_out else test_frac}, str(root),
+                           "or fewer --test-folders")
+    clips = [Clip(k, p, np.zeros(0, np.uint8), s) for k, p, s in zip(keys, paths, splits)]
     return TagDataset("folder", [], clips, root=root)
-
-
-def _every_split_filled(clips: list[Clip], seed: int, need_test: bool) -> None:
-    """A small folder's hash split can leave valid (or test) empty: the training clips whose
-    hash lies lowest move there, as few as it takes, while train keeps one."""
-    for split in ("valid", "test") if need_test else ("valid",):
-        train = sorted((c for c in clips if c.split == "train"), key=lambda c: position(c.key, seed))
-        if not any(c.split == split for c in clips) and len(train) > 1:
-            train[0].split = split
 
 
 def _read_rows(path: Path) -> list[dict]:

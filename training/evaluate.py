@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from tagger.errors import UsageError
-from tagger.tagmodel import TagModel
+from tagger.model.tagmodel import TagModel
 from training.data import SAMPLE_RATE, Cache, ChunksDataset, Clip
 from training.metrics import tag_metrics
 

@@ -102,10 +102,12 @@ def _cover(a: _Assignment, most: dict[str, int]) -> None:
 
 
 def assign_splits(given: list[str | None], vectors: list[np.ndarray], keys: list[str], seed: int,
-                  fractions: dict[str, float], source: str) -> list[str]:
+                  fractions: dict[str, float], source: str,
+                  too_few_hint: str = "or a 'split' column naming each row's split") -> list[str]:
     """Keep the ``given`` splits; place the clips without one (``None``) by the seeded hash of
     their ``keys`` (valid and test by their ``fractions``, train the rest), then repair as the
-    module docstring says. ``source`` names the file in errors."""
+    module docstring says. CSV and folder datasets both split here. ``source`` names the file
+    or folder in errors; ``too_few_hint`` says what else to do when there are too few clips."""
     free = [i for i, s in enumerate(given) if s is None]
     missing = tuple(s for s in SPLITS if s not in given)
     u = [position(k, seed) for k in keys]
@@ -114,13 +116,14 @@ def assign_splits(given: list[str | None], vectors: list[np.ndarray], keys: list
         if len(free) < len(missing):
             raise UsageError(source, f"{len(free)} clip(s) without a split cannot fill the {', '.join(missing)} "
                              f"split(s), one clip each at least",
-                             f"needs at least {len(missing)} clips, or a 'split' column naming each row's split")
+                             f"needs at least {len(missing)} clips, {too_few_hint}")
         intervals = _intervals(fractions)
         for i in free:
             out[i] = next(s for s in SPLITS if intervals[s][0] <= u[i] < intervals[s][1])
         share = {s: max(1, round(len(free) * fractions[s])) for s in ("valid", "test")}
         least = {s: (min(2, share[s]) if s in share else 1) for s in missing}
-        labels = np.array(vectors, dtype=bool).reshape(len(given), -1)
+        labels = np.array(vectors, dtype=bool).reshape(len(given), -1) if len(vectors[0]) else \
+            np.zeros((len(given), 0), dtype=bool)  # a folder's clips: no labels yet
         repair = _Assignment(out, free, labels, u, fractions)
         _fill(repair, least)
         _cover(repair, {s: 2 * n for s, n in share.items()})

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from tagger.atomic import replace_atomically
+from tagger.engine.inference import resolve_device
 from tagger.errors import UsageError
-from tagger.inference import resolve_device
-from tagger.modelcard import read_card
-from tagger.modelfile import load_model
-from tagger.tagmodel import TagModel
+from tagger.files.atomic import replace_atomically
+from tagger.model.modelcard import read_card
+from tagger.model.modelfile import load_model
+from tagger.model.tagmodel import TagModel
 from training.data import CHUNK, SAMPLE_RATE, Cache, Clip, TagDataset, evenly_spaced_chunks
 
 POSITIVE = 0.5  # a teacher probability at or above this is a positive label for validation/test AUCs

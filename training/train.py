@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tagger.cnn import ShortChunkCNN, baseline_config, report_config, report_frontend
+from tagger.engine.inference import resolve_device
 from tagger.errors import UsageError
-from tagger.inference import resolve_device
-from tagger.modelcard import read_card
-from tagger.modelfile import ModelCard, load_model, save_model
+from tagger.model.cnn import ShortChunkCNN, baseline_config, report_config, report_frontend
+from tagger.model.modelcard import read_card
+from tagger.model.modelfile import ModelCard, load_model, save_model
 from training.augment import build_augment
 from training.checkpoint import load_checkpoint, save_checkpoint
 from training.config import TrainConfig

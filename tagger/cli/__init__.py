@@ -18,8 +18,17 @@ import traceback
 import typer
 
 from tagger import __version__
-from tagger.cli import learn_cmd, library_cmd, models_cmd, query_cmd, scan_cmd, tag_cmd, train_cmd, write_cmd
-from tagger.cli import similar_cmd
+from tagger.cli import (
+    learn_cmd,
+    library_cmd,
+    models_cmd,
+    query_cmd,
+    scan_cmd,
+    similar_cmd,
+    tag_cmd,
+    train_cmd,
+    write_cmd,
+)
 from tagger.cli.common import HELP_OPTION_NAMES, click, readable_help
 from tagger.errors import CommandLineError, TaggerError
 

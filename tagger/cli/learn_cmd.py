@@ -11,7 +11,7 @@ from rich.table import Table
 from tagger.cli.common import DB_OPTION, db_path, plural, stdout_console, warn
 from tagger.errors import CommandLineError, UsageError
 
-# tagger.library (SQLAlchemy, numpy), tagger.learned and scikit-learn load when the command
+# tagger.store.catalog (SQLAlchemy, numpy), tagger.library.learned and scikit-learn load when the command
 # runs: every command's --help imports this module
 
 EXAMPLES_METAVAR = "PATH|M3U|tag:TAG[>=P]"
@@ -46,9 +46,9 @@ def learn_command(
     tagger learn --list
     tagger learn --remove calm"""
     _check_combination(name, like, unlike, list_, remove, as_json)
-    from tagger.library import Library
+    from tagger.store.catalog import Store
 
-    library = Library(db_path(db), create=False)
+    library = Store(db_path(db), create=False)
     if list_:
         _list(library, as_json)
         return
@@ -76,8 +76,8 @@ def _check_combination(name, like, unlike, list_: bool, remove: bool, as_json: b
 
 
 def _learn(library, name: str, like: list[str], unlike: list[str], model_name: str | None, seed: int) -> None:
-    from tagger import examples
-    from tagger.learned import check_name, learn
+    from tagger.library import examples
+    from tagger.library.learned import check_name, learn
 
     model = library.model(name=model_name)
     name = check_name(name, model)
@@ -108,7 +108,7 @@ def _learn(library, name: str, like: list[str], unlike: list[str], model_name: s
 
 
 def _remove(library, name: str) -> None:
-    from tagger.vocab import tag_name
+    from tagger.model.vocab import tag_name
 
     name = tag_name(name)
     rows = library.learned_tag_rows(name)
@@ -122,7 +122,7 @@ def _remove(library, name: str) -> None:
 
 
 def _list(library, as_json: bool) -> None:
-    from tagger.learned import age, relearn_hint
+    from tagger.library.learned import age, relearn_hint
 
     rows = library.learned_tag_rows()
     main = _main_model(library)

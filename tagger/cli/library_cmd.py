@@ -13,17 +13,17 @@ from rich.table import Table
 
 from tagger.cli.common import DB_OPTION, bar, db_line, db_path, plural, printable, stdout_console
 from tagger.errors import TaggerError, UsageError
-from tagger.fields import TRACK_METADATA
-from tagger.vocab import Vocabulary, tag_name
+from tagger.files.fields import TRACK_METADATA
+from tagger.model.vocab import Vocabulary, tag_name
 
 if TYPE_CHECKING:
-    from tagger.library import Library
+    from tagger.store.catalog import Store
 
 
-def _library(db: str | None) -> Library:
-    from tagger.library import Library  # SQLAlchemy and numpy: not needed for --help
+def _library(db: str | None) -> Store:
+    from tagger.store.catalog import Store  # SQLAlchemy and numpy: not needed for --help
 
-    return Library(db_path(db), create=False)
+    return Store(db_path(db), create=False)
 
 
 def show_command(file: Path = typer.Argument(..., help="A scanned audio file (any path to it).", show_default=False),

@@ -10,14 +10,14 @@ import typer
 from rich.table import Table
 
 from tagger.cli.common import stdout_console
-from tagger.modelcard import DEFAULT_MODEL, ModelCard, builtin_names, read_card
+from tagger.model.modelcard import DEFAULT_MODEL, ModelCard, builtin_names, read_card
 
 app = typer.Typer(help="List, inspect and convert models.", invoke_without_command=True,
                   no_args_is_help=False)
 
 
 class MusicnnModel(str, enum.Enum):
-    """The checkpoints tagger.convert.musicnn.SOURCES converts (named here: it imports torch)."""
+    """The checkpoints tagger.model.convert.musicnn.SOURCES converts (named here: it imports torch)."""
     MTT_vgg = "MTT_vgg"
     MTT_musicnn = "MTT_musicnn"
 
@@ -96,7 +96,7 @@ def convert(source: Path = typer.Argument(..., help="musicnn 0.1.0 wheel, or a f
 
     Get the wheel with: pip download --no-deps musicnn==0.1.0
     """
-    from tagger.convert.musicnn import SOURCES, convert_musicnn  # torch
+    from tagger.model.convert.musicnn import SOURCES, convert_musicnn  # torch
 
     out = output or Path(f"{SOURCES[model.value]['name']}.safetensors")
     card = convert_musicnn(source, out, model.value)

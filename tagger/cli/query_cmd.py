@@ -17,10 +17,10 @@ from rich.table import Table
 
 from tagger.cli.common import DB_OPTION, TAG_APPLIES, db_path, plural, printable, stdout_console, warn
 from tagger.cli.tracklist import Format, display_name, mmss, write_m3u, write_paths
-from tagger.fields import TRACK_METADATA
+from tagger.files.fields import TRACK_METADATA
 
 if TYPE_CHECKING:
-    from tagger.query import QueryRow, Term
+    from tagger.store.query import QueryRow, Term
 
 
 def query_command(
@@ -45,10 +45,11 @@ def query_command(
     Several --tag: a track's score is the minimum of its tags' scores; a group (female_vocals,
     …) scores the maximum of its members. Notes (tracks of other models left out, no good
     match) go to stderr: stdout holds only the results."""
-    from tagger.library import Library  # SQLAlchemy and numpy: not needed for --help
-    from tagger.query import TrackQuery, model_terms, parse_where, run_query
+    from tagger.library.query import model_terms, parse_where
+    from tagger.store.catalog import Store  # SQLAlchemy and numpy: not needed for --help
+    from tagger.store.query import TrackQuery, run_query
 
-    library = Library(db_path(db), create=False)
+    library = Store(db_path(db), create=False)
     stored = library.model(name=model)
     terms = model_terms(library, stored, tag, not_tag)
     rows = run_query(library, TrackQuery(terms, min_score, top or None, parse_where(where)), stored)

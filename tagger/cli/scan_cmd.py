@@ -8,16 +8,23 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, SpinnerColumn,
-                           TextColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from tagger.cli.common import DB_OPTION, db_path, parse_chunks, plural, stderr_console, stdout_console
 from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
-from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, ENGINES, PRECISIONS, ScanOptions
+from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, SCAN_ENGINES, ScanOptions
 from tagger.errors import CommandLineError
 
-# tagger.scan (torch, the engine) and tagger.writer are imported when a scan runs, so that
+# tagger.scan (torch, the engine) and tagger.library.writer are imported when a scan runs, so that
 # `tagger --help` and the commands that need no model start without torch
 
 
@@ -77,8 +84,8 @@ def scan_command(
         raise CommandLineError(None, f"--compile must be auto, yes or no, not {compile!r}")
     if precision not in PRECISIONS:
         raise CommandLineError(None, f"--precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
-    if engine not in ENGINES:
-        raise CommandLineError(None, f"--engine must be {' or '.join(ENGINES)}, not {engine!r}")
+    if engine not in SCAN_ENGINES:
+        raise CommandLineError(None, f"--engine must be {' or '.join(SCAN_ENGINES)}, not {engine!r}")
     if engine != "ray":
         given = [name for name, value in (("--ray-address", ray_address), ("--ray-actors", ray_actors),
                                           ("--ray-gpus", ray_gpus)) if value is not None]
@@ -91,7 +98,7 @@ def scan_command(
         raise CommandLineError(None, f"--ray-address must be host:port, ray://host:port or auto, not {ray_address!r}")
     options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
-                          include_hidden=hidden, compile=compile, precision=precision, engine=engine,
+                          include_hidden=hidden, compile=compile, precision=precision, scan_engine=engine,
                           ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus)
     writing = _TagWriting(top, min_prob, fields, force) if write_tags and not dry_run else None
     out, err = stdout_console(), stderr_console()
@@ -130,14 +137,14 @@ class _TagWriting:
     the whole scan is one run for 'tagger write --undo'."""
 
     def __init__(self, top: int, min_prob: float, fields: str, force: bool) -> None:
-        from tagger.writer import WriteOptions, parse_fields
+        from tagger.library.writer import WriteOptions, parse_fields
 
         self.options = WriteOptions(top=top, min_prob=min_prob, fields=parse_fields(fields), force=force)
         self.run_id: int | None = None
         self.counts: dict[str, int] = {}
 
     def __call__(self, library, results) -> None:
-        from tagger.writer import start_write_run, write_tracks
+        from tagger.library.writer import start_write_run, write_tracks
 
         if self.run_id is None:
             self.run_id = start_write_run(library, self.options)
@@ -147,7 +154,7 @@ class _TagWriting:
 
 
 def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
-    p, e = s.plan, s.engine
+    p, e = s.plan, s.engine_stats
     if dry_run:
         head = f"{len(p.todo)} would scan"
     elif s.interrupted:

@@ -17,20 +17,20 @@ from rich.table import Table
 
 from tagger.cli.common import DB_OPTION, db_path, plural, printable, stdout_console, warn
 from tagger.cli.tracklist import Format, display_name, mmss, write_m3u, write_paths
-from tagger.fields import TRACK_METADATA
+from tagger.files.fields import TRACK_METADATA
 
 if TYPE_CHECKING:
-    from tagger.similar import Neighbour, Neighbourhood
+    from tagger.library.similar import Neighbour, Neighbourhood
 
 
 FORMAT_OPTION = typer.Option(Format.table, "--format", "-f", help="Output format.")
 
 
 def _neighbourhood(db: str | None) -> Neighbourhood:
-    from tagger.library import Library  # SQLAlchemy and numpy: not needed for --help
-    from tagger.similar import Neighbourhood
+    from tagger.library.similar import Neighbourhood
+    from tagger.store.catalog import Store  # SQLAlchemy and numpy: not needed for --help
 
-    return Neighbourhood(Library(db_path(db), create=False))
+    return Neighbourhood(Store(db_path(db), create=False))
 
 
 def similar_command(
@@ -75,10 +75,10 @@ def radio_command(
 
     Each next track is one of the five best by similarity to the track before and to the
     nearest seed, drawn at random: --seed S repeats a playlist."""
-    result = _neighbourhood(db).radio(seeds, top, max_per_artist, seed)
+    result = _neighbourhood(db).radio(seeds, top, max_per_artist, random_seed=seed)
     WRITERS[fmt](result.tracks)
     if seed is None:
-        warn(f"--seed {result.seed} repeats this playlist")
+        warn(f"--seed {result.random_seed} repeats this playlist")
     if result.short:
         why = f" with at most {max_per_artist} per artist" if max_per_artist else ""
         warn(f"only {plural(len(result.tracks), 'track')}{why}: the library has no more")
@@ -97,14 +97,14 @@ def _table(rows: list[Neighbour]) -> None:
         table.add_column("track")
     table.add_column("path", overflow="fold")
     for r in rows:
-        sim = "seed" if r.seed else f"{r.similarity:.3f}"
+        sim = "seed" if r.is_seed else f"{r.similarity:.3f}"
         track = [escape(printable(display_name(r)))] if named else []
         table.add_row(str(r.rank), sim, mmss(r.duration_s), *track, escape(printable(r.path)))
     stdout_console().print(table)
 
 
 def _record(r: Neighbour) -> dict:
-    return {"rank": r.rank, "path": r.path, "similarity": round(r.similarity, 6), "seed": r.seed,
+    return {"rank": r.rank, "path": r.path, "similarity": round(r.similarity, 6), "seed": r.is_seed,
             "duration_s": None if r.duration_s is None else round(r.duration_s, 3), "format": r.format,
             **{k: r.metadata.get(k) for k in TRACK_METADATA}}
 
@@ -123,7 +123,7 @@ def _csv(rows: list[Neighbour]) -> None:
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["rank", "similarity", "seed", "duration_s", "format", *TRACK_METADATA, "path"])
     for r in rows:
-        writer.writerow([r.rank, f"{r.similarity:.6f}", int(r.seed),
+        writer.writerow([r.rank, f"{r.similarity:.6f}", int(r.is_seed),
                          "" if r.duration_s is None else f"{r.duration_s:.3f}", r.format or "",
                          *["" if r.metadata.get(k) is None else r.metadata[k] for k in TRACK_METADATA], r.path])
 

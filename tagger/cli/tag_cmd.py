@@ -13,10 +13,10 @@ from rich.table import Table
 
 from tagger.cli.common import DEVICE_METAVAR, bar, check_device, parse_chunks, stdout_console
 from tagger.errors import TaggerError
-from tagger.modelcard import DEFAULT_MODEL
+from tagger.model.modelcard import DEFAULT_MODEL
 
 if TYPE_CHECKING:
-    from tagger.inference import TrackScores
+    from tagger.engine.inference import TrackScores
 
 
 def _table(scores: TrackScores, tags: list[str], top: int) -> Table:
@@ -45,8 +45,8 @@ def tag(
 ) -> None:
     """Tag audio files and print their most probable tags."""
     n_chunks = parse_chunks(chunks)
-    from tagger.inference import resolve_device, tag_file  # torch: only when a model runs
-    from tagger.modelfile import load_model
+    from tagger.engine.inference import resolve_device, tag_file  # torch: only when a model runs
+    from tagger.model.modelfile import load_model
 
     model = load_model(model_name, resolve_device(device))
     tags = model.card.tags

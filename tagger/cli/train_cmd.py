@@ -16,7 +16,6 @@ from tagger.cli.common import stderr_console, stdout_console, warn
 from tagger.errors import CommandLineError
 from training.config import Activation, Arch, DatasetKind, Loss, Optimizer, Precision, Split
 
-
 DATASET = typer.Option(DatasetKind.mtat, "--dataset",
                        help="mtat (MagnaTagATune), csv (your own labels) or folder (any audio, targets from --teacher).")
 DATA_DIR = typer.Option(None, "--data-dir", show_default=False,
@@ -240,8 +239,8 @@ def evaluate_command(
 ) -> None:
     """Macro and per-tag ROC-AUC / PR-AUC of any model on a dataset split; writes report.json
     (and per-tag bar charts when matplotlib is installed)."""
-    from tagger.inference import resolve_device
-    from tagger.modelfile import load_model
+    from tagger.engine.inference import resolve_device
+    from tagger.model.modelfile import load_model
     from training.evaluate import evaluate, write_report
 
     if dataset is DatasetKind.folder:

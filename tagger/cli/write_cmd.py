@@ -12,9 +12,9 @@ from rich.markup import escape
 
 from tagger.cli.common import DB_OPTION, db_path, stdout_console
 from tagger.errors import CommandLineError
-from tagger.fields import FIELD_CHOICES
+from tagger.files.fields import FIELD_CHOICES
 
-# tagger.library (SQLAlchemy, numpy) and tagger.writer (mutagen) load when the command runs:
+# tagger.store.catalog (SQLAlchemy, numpy) and tagger.library.writer (mutagen) load when the command runs:
 # every command's --help imports this module
 
 # metavars name what a value is; without them typer shows its internal types (<list[str]>, <bool>)
@@ -61,13 +61,20 @@ def write_command(
     """Write each selected track's top tags into its file (TAGGER_TAGS, TAGGER_SCORES,
     TAGGER_MODEL; optionally MOOD, GENRE, GROUPING)."""
     _check_combination(paths, tag, not_tag, remove, undo_, run)
-    from tagger.library import Library
+    from tagger.library.writer import (
+        WriteOptions,
+        left_to_undo,
+        parse_fields,
+        remove_tags,
+        select_tracks,
+        undo,
+        write_tracks,
+    )
+    from tagger.store.catalog import Store
     from tagger.store.db import writer_lock
-    from tagger.writer import (WriteOptions, left_to_undo, parse_fields, remove_tags, select_tracks, undo,
-                               write_tracks)
 
     parsed_fields = parse_fields(fields)  # a bad --fields is a command line error, before any work
-    library = Library(db_path(db), create=False)
+    library = Store(db_path(db), create=False)
     console = stdout_console()
     report = _Reporter(console, _stderr_console(), dry_run)
     # one writer per database: a scan or another write must not rewrite the same files meanwhile
@@ -119,7 +126,7 @@ class _Reporter:
         self.console, self.errors, self.dry_run = console, errors, dry_run
         self.counts: dict[str, int] = {}
 
-    def __call__(self, o) -> None:  # a tagger.writer.FileOutcome
+    def __call__(self, o) -> None:  # a tagger.library.writer.FileOutcome
         self.counts[o.status] = self.counts.get(o.status, 0) + 1
         if o.status == "would-write":
             self.console.print(escape(o.path), style="bold", soft_wrap=True)

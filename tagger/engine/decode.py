@@ -2,15 +2,16 @@
 
 A worker takes one file at a time (two queued), reads it with ``audio.ChunkReader`` and sends
 its chunks on as they are cut, so its memory does not depend on the track's length; the main
-process stops reading when its batches are full, and a worker then waits in ``send``. Events:
+process stops reading when its batches are full, and a worker then waits in ``send``. The
+events of file i (``DecodeEvent``):
 
-    ("start", i)                      worker began file i
-    ("chunks", i, block)              block: float32 [k, chunk]
-    ("restart", i)                    forget file i's chunks so far (a decoder fell back)
-    ("done", i, duration_s, format, fingerprint, n_chunks, metadata)
-    ("failed", i, reason)             the file could not be decoded
-    ("died", i, reason)               the worker holding file i died (OOM killer, a crash in
-                                      a decoder library); a new worker takes over the rest
+    Started(i)                        a worker began file i
+    Chunks(i, block)                  block: float32 [k, chunk]
+    Restart(i)                        forget file i's chunks so far (a decoder fell back)
+    Done(i, duration_s, format, fingerprint, n_chunks, metadata)
+    Failed(i, reason)                 the file could not be decoded, or the worker holding it
+                                      died (OOM killer, a crash in a decoder library; a new
+                                      worker takes over the rest)
 
 Workers are fresh interpreters (``python -m tagger.engine.decode``) that import only this
 module (numpy, soundfile, soxr, PyAV; never torch), so each costs tens of MB rather than a copy
@@ -35,10 +36,11 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from tagger.audio import RESTART, ChunkReader
-from tagger.discover import FoundFile, fingerprint
+from tagger.audio.decode import RESTART, ChunkReader
+from tagger.audio.discover import FoundFile, fingerprint
+from tagger.engine.events import Chunks, DecodeEvent, Done, Failed, PeakRss, Restart, Started
 from tagger.errors import TaggerError
-from tagger.tagfile import read_track_metadata
+from tagger.files.tagfile import read_track_metadata
 
 TASKS_PER_WORKER = 2  # one being decoded, one queued, so a worker never waits for the next name
 # a worker with work that sends nothing for this long, while the scan waits on it, is taken
@@ -63,21 +65,21 @@ def peak_rss() -> int:
 
 
 def decode_events(index: int, f: FoundFile, sample_rate: int, chunk: int,
-                  n_chunks: int | None) -> Iterator[tuple]:
+                  n_chunks: int | None) -> Iterator[DecodeEvent]:
     """The events of decoding one file (see the module docstring); never raises for the file."""
-    yield ("start", index)
+    yield Started(index)
     try:
         reader = ChunkReader(f.path, sample_rate, chunk, n_chunks)
         for block in reader:
-            yield ("restart", index) if block is RESTART else ("chunks", index, block)
-        yield ("done", index, reader.duration_s, reader.format, fingerprint(f.path, f.size), reader.chunks,
-               read_track_metadata(f.path))
+            yield Restart(index) if block is RESTART else Chunks(index, block)
+        yield Done(index, reader.duration_s, reader.format, fingerprint(f.path, f.size), reader.chunks,
+                   read_track_metadata(f.path))
     except TaggerError as e:
-        yield ("failed", index, e.reason)
+        yield Failed(index, e.reason)
     except MemoryError:
-        yield ("failed", index, "out of memory while decoding")
+        yield Failed(index, "out of memory while decoding")
     except Exception as e:  # a decoder's own failure, whatever its type: this file only
-        yield ("failed", index, f"{type(e).__name__}: {e}"[:300])
+        yield Failed(index, f"{type(e).__name__}: {e}"[:300])
 
 
 def _worker_main(conn: Connection, sample_rate: int, chunk: int, n_chunks: int | None) -> None:
@@ -97,8 +99,8 @@ def _worker_main(conn: Connection, sample_rate: int, chunk: int, n_chunks: int |
         index, f = task
         try:
             for event in decode_events(index, f, sample_rate, chunk, n_chunks):
-                if event[0] in ("done", "failed"):  # before it: the pool stops reading after the last file
-                    conn.send(("rss", peak_rss()))
+                if isinstance(event, (Done, Failed)):  # before it: the pool stops reading after the last file
+                    conn.send(PeakRss(peak_rss()))
                 conn.send(event)
         except OSError:  # the scan closed our socket: it is stopping
             return
@@ -198,7 +200,7 @@ class DecodePool:
                     continue
                 w.assigned.append(i)
 
-    def events(self) -> Iterator[tuple]:
+    def events(self) -> Iterator[DecodeEvent]:
         while self.todo or any(w.assigned or w.broken for w in self.workers):
             self._top_up()
             by_conn = {w.conn: w for w in self.workers if w.assigned or w.broken}
@@ -213,14 +215,13 @@ class DecodePool:
                     yield from self._replace(w)
                     continue
                 w.spoke, w.silent_s = True, 0.0
-                kind = event[0]
-                if kind == "rss":
-                    self.peak_rss = max(self.peak_rss, event[1])
+                if isinstance(event, PeakRss):
+                    self.peak_rss = max(self.peak_rss, event.bytes)
                     continue
-                if kind == "start":
-                    w.current = event[1]
-                elif kind in ("done", "failed"):
-                    w.assigned.remove(event[1])
+                if isinstance(event, Started):
+                    w.current = event.file
+                elif isinstance(event, (Done, Failed)):
+                    w.assigned.remove(event.file)
                     w.current = None
                 yield event
 
@@ -234,7 +235,7 @@ class DecodePool:
                 w.timed_out = True
                 w.process.kill()
 
-    def _replace(self, w: _Worker) -> Iterator[tuple]:
+    def _replace(self, w: _Worker) -> Iterator[Failed]:
         """A worker died: the file it held fails, its queued files go to the others."""
         reason = (f"decoding this file stopped answering for {DECODE_TIMEOUT_S:.0f} s and was stopped "
                   "(a decoder stuck in a damaged file?)" if w.timed_out else _death_reason(w.process))
@@ -252,7 +253,7 @@ class DecodePool:
         self.workers[self.workers.index(w)] = _start_worker(self.args)
         self.replaced += 1
         if held is not None:
-            yield ("died", held, reason)
+            yield Failed(held, reason)
 
     def close(self) -> None:
         """Stop every worker: an idle one reads end-of-file and exits; one blocked sending a
@@ -280,7 +281,7 @@ class InlineDecoder:
     def pids(self) -> list[int]:
         return []
 
-    def events(self) -> Iterator[tuple]:
+    def events(self) -> Iterator[DecodeEvent]:
         for i, f in enumerate(self.files):
             yield from decode_events(i, f, *self.args)
 

@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from tagger.discover import FoundFile
+from tagger.audio.discover import FoundFile
 from tagger.engine.aggregate import Aggregator
 from tagger.engine.batch import Batcher
 from tagger.engine.decode import start_decoding
-from tagger.engine.results import NOT_FINITE, EngineStats, TrackResult
-from tagger.runner import ModelRunner, PendingBatch
+from tagger.engine.events import Chunks, Done, Failed, Restart, Started
+from tagger.engine.results import EngineStats, TrackResult, scored
+from tagger.engine.runner import ModelRunner, PendingBatch
 
 
 def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int | None, workers: int,
@@ -31,7 +32,7 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
     slots = itertools.count()
     slot_of: dict[int, int] = {}  # file index → the slot its chunks are counted under now
     file_of: dict[int, int] = {}  # slot → file index
-    meta: dict[int, tuple] = {}  # slot → (duration_s, format, fingerprint, metadata)
+    ends: dict[int, Done] = {}  # slot → its file's Done event, while its chunks are still out
     in_flight: deque[tuple[PendingBatch, np.ndarray]] = deque()
 
     def open_slot(i: int) -> None:
@@ -44,18 +45,15 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
         batcher.drop(slot)
         agg.drop(slot)
         file_of.pop(slot)
-        meta.pop(slot, None)
+        ends.pop(slot, None)
 
     def finish(slot: int) -> TrackResult:
         probs, emb, n = agg.pop(slot)
         i = file_of.pop(slot)
         del slot_of[i]
-        duration, fmt, fp, tags = meta.pop(slot)
-        f = files[i]
-        if not (np.isfinite(probs).all() and np.isfinite(emb).all()):
-            return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, error=NOT_FINITE, metadata=tags)
-        stats.chunks += n
-        return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, n, probs, emb, metadata=tags)
+        result = scored(files[i], ends.pop(slot), probs, emb, n)
+        stats.chunks += result.chunks
+        return result
 
     def collect(keep: int) -> Iterator[TrackResult]:
         """Read results back until at most ``keep`` batches are still on the device."""
@@ -63,7 +61,7 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
             pending, owners = in_flight.popleft()
             probs, embs = pending.result()
             for slot in agg.add(owners, probs, embs):
-                if slot in meta:
+                if slot in ends:
                     yield finish(slot)
 
     def run(flush: bool = False) -> Iterator[TrackResult]:
@@ -84,24 +82,26 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
             stats.wait_s += time.perf_counter() - t0
             if event is None:
                 break
-            kind, i = event[0], event[1]
-            if kind == "start":
+            i = event.file
+            if isinstance(event, Started):
                 open_slot(i)
-            elif kind == "chunks":
-                batcher.add(slot_of[i], event[2])
-            elif kind == "restart":
+            elif isinstance(event, Chunks):
+                batcher.add(slot_of[i], event.block)
+            elif isinstance(event, Restart):
                 close_slot(i)
                 open_slot(i)
-            elif kind == "done":
+            elif isinstance(event, Done):
                 slot = slot_of[i]
-                meta[slot] = (*event[2:5], event[6])
-                if agg.decoded(slot, event[5]):
+                ends[slot] = event
+                if agg.decoded(slot, event.n_chunks):
                     yield finish(slot)
-            else:  # failed, died
+            elif isinstance(event, Failed):
                 if i in slot_of:
                     close_slot(i)
                 f = files[i]
-                yield TrackResult(f.path, f.size, f.mtime_ns, error=event[2])
+                yield TrackResult(f.path, f.size, f.mtime_ns, error=event.reason)
+            else:  # cannot happen: every event type is handled above
+                raise TypeError(f"unknown decode event {event!r}")
         yield from run(flush=True)
         yield from collect(0)
         for slot in list(file_of):  # cannot happen unless a stage miscounts: never drop a file silently

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tagger.modelcard import DEFAULT_MODEL
+from tagger.model.modelcard import DEFAULT_MODEL
 
-__all__ = ["DEFAULT_CHUNKS", "DEFAULT_MODEL", "ENGINES", "PRECISIONS", "ScanOptions"]
+__all__ = ["DEFAULT_CHUNKS", "DEFAULT_MODEL", "SCAN_ENGINES", "PRECISIONS", "ScanOptions"]
 
 DEFAULT_CHUNKS = 16
 PRECISIONS = ("fp32", "fp16")
-ENGINES = ("local", "ray")
+SCAN_ENGINES = ("local", "ray")  # which scan engine runs the stages: this machine's, or Ray Data's
 
 
 @dataclass
@@ -26,7 +26,7 @@ class ScanOptions:
     include_hidden: bool = False
     compile: str = "auto"  # auto | yes | no
     precision: str = "fp32"  # fp32 | fp16 (CUDA only; RESULTS.md has the rule)
-    engine: str = "local"  # local (this machine's decode processes) | ray (a Ray Data pipeline)
+    scan_engine: str = "local"  # local (this machine's decode processes) | ray (a Ray Data pipeline)
     ray_address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
     ray_actors: int | None = None  # model actors; None: one per GPU on a GPU cluster, else one
     ray_gpus: float | None = None  # GPUs per model actor; None: 1 where the cluster has GPUs, else 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from tagger.discover import BAD_NAME_REASON, FoundFile, discover, fingerprint, under
+from tagger.audio.discover import BAD_NAME_REASON, FoundFile, discover, fingerprint, under
 
 
-@dataclass(frozen=True)
-class TrackState:
-    """What the store knows of a track, as the plan compares it with the file on disk."""
+class TrackState(Protocol):
+    """What the store knows of a track, as the plan compares it with the file on disk (the
+    store's own TrackState rows are these)."""
     id: int
     path: str
     size: int

@@ -7,12 +7,12 @@ aggregate stage here in the driver, so ``tagger.scan`` stores the results as the
               ──▶ the driver: ``aggregate.Aggregator`` → one ``TrackResult`` per file
 
 A file's decode task sends its chunks as they are cut and then one end row carrying the
-decode stage's own "done" or "failed" event (duration, format, fingerprint, chunk count,
+decode stage's own Done or Failed event (duration, format, fingerprint, chunk count,
 metadata), which rides through the model stage untouched; a track is complete when its end
 row said how many chunks there were and all of them have come back. A decoder fallback
-("restart") starts a new generation of the file's chunks: rows of an older one are ignored.
+(Restart) starts a new generation of the file's chunks: rows of an older one are ignored.
 
-Failures cost one file: decode errors are the decode stage's "failed" events; a decode task
+Failures cost one file: decode errors are the decode stage's Failed events; a decode task
 that crashes or keeps failing is dropped by Ray Data (``max_errored_blocks``) and its file,
 whose end row never came, is reported failed when the stream ends. Ctrl-C (or closing the
 iterator) stops the job: the driver disconnects, which ends its tasks and actors.
@@ -24,22 +24,22 @@ with one, the driver joins that cluster, whose workers need tagger and its model
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import logging
 import os
 import pickle
 import socket
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
-from tagger.discover import FoundFile
+from tagger.audio.discover import FoundFile
 from tagger.engine.aggregate import Aggregator
 from tagger.engine.decode import decode_events
+from tagger.engine.events import Chunks, Done, Failed, Restart
 from tagger.engine.options import ScanOptions
-from tagger.engine.results import NOT_FINITE, EngineStats, TrackResult
+from tagger.engine.results import EngineStats, TrackResult, scored
 from tagger.errors import TaggerError
 
 __all__ = ["RayEngineError", "score_files_ray"]
@@ -158,17 +158,16 @@ def _row_block(i: int, gen: int, chunks: np.ndarray, end: bytes | None = None) -
 def decode_file(batch: dict[str, np.ndarray], sample_rate: int, chunk: int,
                 n_chunks: int | None) -> Iterator[dict[str, np.ndarray]]:
     """Decode stage: one file (a block of one row: i, path, size, mtime_ns) → its chunk rows as
-    they are cut, then its end row (the decode stage's "done"/"failed" event, pickled)."""
+    they are cut, then its end row (the decode stage's Done or Failed event, pickled)."""
     for i, path, size, mtime in zip(batch["i"], batch["path"], batch["size"], batch["mtime_ns"]):
         f = FoundFile(str(path), int(size), int(mtime))
         gen = 0
         for event in decode_events(int(i), f, sample_rate, chunk, n_chunks):
-            kind = event[0]
-            if kind == "chunks":
-                yield _row_block(int(i), gen, event[2])
-            elif kind == "restart":
+            if isinstance(event, Chunks):
+                yield _row_block(int(i), gen, event.block)
+            elif isinstance(event, Restart):
                 gen += 1
-            elif kind in ("done", "failed"):
+            elif isinstance(event, (Done, Failed)):
                 # the end row needs a chunk of the column's shape; zeros, never scored
                 yield _row_block(int(i), gen, np.zeros((1, chunk), np.float32), pickle.dumps(event))
 
@@ -182,9 +181,9 @@ class ModelActor:
                  compile_: bool, precision: str) -> None:
         import torch
 
-        from tagger.inference import resolve_device
-        from tagger.modelfile import load_model
-        from tagger.runner import ModelRunner
+        from tagger.engine.inference import resolve_device
+        from tagger.engine.runner import ModelRunner
+        from tagger.model.modelfile import load_model
 
         dev = resolve_device(device)
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -266,7 +265,7 @@ def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: Scan
         slot_of: dict[tuple[int, int], int] = {}  # (file, generation) → aggregator slot
         file_of: dict[int, int] = {}  # aggregator slot → file
         final_gen: dict[int, int] = {}  # file → the generation its end row named
-        ends: dict[int, tuple] = {}  # file → its "done" event, while chunks are still out
+        ends: dict[int, Done] = {}  # file → its Done event, while chunks are still out
         finished: set[int] = set()
 
         def slot(i: int, gen: int) -> int:
@@ -284,29 +283,26 @@ def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: Scan
         def finish(i: int) -> TrackResult:
             finished.add(i)
             probs, emb, n = agg.pop(slot_of[(i, final_gen[i])])
-            _, _, duration, fmt, fp, _, tags = ends.pop(i)
-            f = files[i]
-            if not (np.isfinite(probs).all() and np.isfinite(emb).all()):
-                return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, error=NOT_FINITE, metadata=tags)
-            stats.chunks += n
-            return TrackResult(f.path, f.size, f.mtime_ns, fp, fmt, duration, n, probs, emb, metadata=tags)
+            result = scored(files[i], ends.pop(i), probs, emb, n)
+            stats.chunks += result.chunks
+            return result
 
-        def on_end(i: int, gen: int, event: tuple) -> Iterator[TrackResult]:
+        def on_end(i: int, gen: int, event: Done | Failed) -> Iterator[TrackResult]:
             if i in finished:  # a replayed task's second end row: the file has its one result
                 return
             final_gen[i] = gen
             for (j, g), s in list(slot_of.items()):
                 if j == i and g != gen:
                     agg.drop(s)
-            if event[0] == "failed":
+            if isinstance(event, Failed):
                 finished.add(i)
                 if (i, gen) in slot_of:
                     agg.drop(slot_of[(i, gen)])
                 f = files[i]
-                yield TrackResult(f.path, f.size, f.mtime_ns, error=event[2])
+                yield TrackResult(f.path, f.size, f.mtime_ns, error=event.reason)
                 return
             ends[i] = event
-            if agg.decoded(slot(i, gen), event[5]):
+            if agg.decoded(slot(i, gen), event.n_chunks):
                 yield finish(i)
 
         batches = iter(dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1))

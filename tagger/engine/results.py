@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # annotations only: the library imports this module for every command
+from tagger.errors import NOT_FINITE
+
+if TYPE_CHECKING:  # annotations only
     import numpy as np
 
-
-NOT_FINITE = "the model's scores for this file are not finite (NaN or infinity); it was not stored"
+    from tagger.audio.discover import FoundFile
+    from tagger.engine.events import Done
 
 
 @dataclass
@@ -43,3 +45,15 @@ class EngineStats:
     device_busy_s: float = 0.0  # time the device spent on batches (CUDA events; CPU: = model_s)
     worker_peak_rss: int = 0  # bytes, the largest peak RSS a decode worker reported
     workers_replaced: int = 0  # decode workers that died and were replaced
+
+
+def scored(f: FoundFile, done: Done, probs: np.ndarray, embedding: np.ndarray, n_chunks: int) -> TrackResult:
+    """The result of a file whose chunks all came back from the model: its mean scores, or
+    the NOT_FINITE failure (a non-finite score is never stored)."""
+    import numpy as np
+
+    if not (np.isfinite(probs).all() and np.isfinite(embedding).all()):
+        return TrackResult(f.path, f.size, f.mtime_ns, done.fingerprint, done.format, done.duration_s,
+                           error=NOT_FINITE, metadata=done.metadata)
+    return TrackResult(f.path, f.size, f.mtime_ns, done.fingerprint, done.format, done.duration_s, n_chunks,
+                       probs, embedding, metadata=done.metadata)

@@ -16,8 +16,8 @@ import hashlib
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, bindparam, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
+from sqlalchemy.exc import DBAPIError
 
 
 def claim_key(path: str) -> int:

@@ -3,10 +3,24 @@ index range scan on (tag_id, prob); a track holds the scores of one model at a t
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary,
-                        MetaData, String, Table, Text, UniqueConstraint)
+from sqlalchemy import (
+                        JSON,
+                        BigInteger,
+                        Boolean,
+                        Column,
+                        Float,
+                        ForeignKey,
+                        Index,
+                        Integer,
+                        LargeBinary,
+                        MetaData,
+                        String,
+                        Table,
+                        Text,
+                        UniqueConstraint,
+)
 
-from tagger.fields import TRACK_METADATA
+from tagger.files.fields import TRACK_METADATA
 
 SCHEMA_VERSION = 3  # 2: write_runs and write_journal (tag writing with undo); 3: track metadata, learned tags
 

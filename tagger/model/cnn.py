@@ -12,8 +12,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from tagger.frontend import FrontEndConfig
-from tagger.tagmodel import TagModel
+from tagger.model.frontend import FrontEndConfig
+from tagger.model.tagmodel import TagModel
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU}
 

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from tagger.audio import RESTART, ChunkReader
-from tagger.chunks import cut_chunks
+from tagger.audio.chunks import cut_chunks
+from tagger.audio.decode import RESTART, ChunkReader
+from tagger.engine.runner import ModelRunner
 from tagger.errors import UsageError
-from tagger.runner import ModelRunner
-from tagger.tagmodel import TagModel
+from tagger.model.tagmodel import TagModel
 
 
 @dataclass

@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from tagger.chunks import chunk_starts, cut_chunks
+from tagger.audio.chunks import chunk_starts, cut_chunks
 from tagger.errors import DecodeError
 
 

@@ -28,7 +28,8 @@ from mutagen.id3 import ID3, TCON, TIT1, TMOO, TXXX
 from mutagen.mp4 import MP4FreeForm, MP4Tags
 
 from tagger.errors import TaggerError
-from tagger.fields import FIELDS, OWN_FIELDS
+from tagger.files.fields import FIELDS
+
 MP4_NAMESPACE = "org.tagger"
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tagger.convert.crc32c import crc32c, masked
 from tagger.errors import ModelFileError
+from tagger.model.convert.crc32c import crc32c, masked
 
 _TABLE_MAGIC = 0xDB4775248B80FB57
 _FOOTER_SIZE = 48  # two padded block handles (40 bytes) + 8-byte magic

@@ -1,26 +1,24 @@
-"""Track queries as objects: parse what a person typed into terms, compile them to SQL.
+"""Track queries as objects, compiled to SQL (the library's query parser builds them).
 
 A track's score for a term is its probability for the tag, or the maximum over a group's
 members; ``--not`` terms score ``1 − p``. With several terms a track's score is the minimum of
 its term scores (fuzzy AND: a track is as much "piano and female vocals" as its weaker tag),
-and ``--min`` applies to that combined score.
+and ``--min`` applies to that combined score. Filters on the track's own metadata are ANDed.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
-from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Select, func, literal, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
-from tagger.errors import CommandLineError, UsageError
-from tagger.library import StoredModel
+from tagger.store.catalog import Store, StoredModel
 from tagger.store.schema import TRACK_METADATA, scores, tracks
-from tagger.vocab import Vocabulary, tag_name
+
+FILTER_FIELDS = (*TRACK_METADATA, "format", "path")
+NUMERIC_FIELDS = ("year", "track_no")
 
 
 class least(GenericFunction):  # noqa: N801 — SQL function name
@@ -53,38 +51,6 @@ class Filter:
     value: str | int
 
 
-FILTER_FIELDS = (*TRACK_METADATA, "format", "path")
-_NUMERIC = ("year", "track_no")
-
-
-_WHERE = re.compile(r"\s*(\w+)\s*(>=|<=|=|~)(.*)", re.S)  # the first operator after the field name
-
-
-def parse_where(texts: Sequence[str]) -> tuple[Filter, ...]:
-    """``FIELD=VALUE``, ``FIELD~TEXT``, ``FIELD>=N``, ``FIELD<=N`` → filters; bad ones are
-    command-line errors (the value may itself hold =, ~ or >=: ``title~Love = War``)."""
-    out = []
-    for text in texts:
-        m = _WHERE.match(text)
-        if not m:
-            raise CommandLineError(None, f"--where {text!r} is not FIELD=VALUE, FIELD~TEXT, FIELD>=N or FIELD<=N",
-                                   f"fields: {', '.join(FILTER_FIELDS)}")
-        field, op, value = m.group(1).lower().replace("albumartist", "album_artist"), m.group(2), m.group(3).strip()
-        if field not in FILTER_FIELDS:
-            raise CommandLineError(None, f"--where: unknown field {field!r}", f"fields: {', '.join(FILTER_FIELDS)}")
-        if op in (">=", "<=") or field in _NUMERIC:
-            if field not in _NUMERIC:
-                raise CommandLineError(None, f"--where {text!r}: {op} needs a number field ({', '.join(_NUMERIC)})")
-            if op == "~":
-                raise CommandLineError(None, f"--where {text!r}: {field} is a number: use =, >= or <=")
-            try:
-                value = int(value)
-            except ValueError:
-                raise CommandLineError(None, f"--where {text!r}: {field} must be a whole number") from None
-        out.append(Filter(field, op, value))
-    return tuple(out)
-
-
 class fold(GenericFunction):  # noqa: N801 — SQL function name
     """Case folding for --where: LOWER() in PostgreSQL; in SQLite, whose LOWER() folds ASCII
     only, the Python function tagger_fold that tagger.store.db registers on each connection."""
@@ -107,7 +73,7 @@ def _filter_clause(f: Filter):
         return col >= f.value
     if f.op == "<=":
         return col <= f.value
-    if f.field in _NUMERIC:
+    if f.field in NUMERIC_FIELDS:
         return col == f.value
     if f.op == "~":  # bound parameters, with % and _ in the text escaped: never SQL built from input
         return fold(col).contains(str(f.value).casefold(), autoescape=True)
@@ -120,44 +86,6 @@ class TrackQuery:
     min_score: float | None = None
     top: int | None = None
     where: tuple[Filter, ...] = ()
-
-
-def parse_terms(vocab: Vocabulary, tags: Sequence[str], not_tags: Sequence[str] = (),
-                learned: Collection[str] = ()) -> tuple[Term, ...]:
-    """Resolve tag names, groups and the names of ``learned`` tags (a learned tag stands for
-    itself); an unknown name is an error that suggests close ones."""
-    terms = []
-    for text, negate in [(t, False) for t in tags] + [(t, True) for t in not_tags]:
-        raw = vocab.resolve(text)
-        if raw is None and tag_name(text) in learned:
-            raw = [tag_name(text)]
-        if raw is None:
-            close = difflib.get_close_matches(tag_name(text), vocab.names() + sorted(learned), n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}?" if close else "run 'tagger tags' for the list"
-            raise UsageError(None, f"unknown tag {text!r}", hint)
-        terms.append(Term(text, tuple(raw), negate))
-    if terms and all(t.negate for t in terms):
-        raise UsageError(None, "--not needs at least one --tag to rank by")
-    return tuple(terms)
-
-
-def model_terms(library, model: StoredModel, tags: Sequence[str], not_tags: Sequence[str] = ()) -> tuple[Term, ...]:
-    """``parse_terms`` for a stored model, with its learned tags. A name learned on another
-    model is an error that says which, and how to learn it again on this one."""
-    for text in [*tags, *not_tags]:
-        name = tag_name(text)
-        if model.vocabulary.resolve(text) is None and name not in model.learned:
-            other = library.learned_tag_rows(name)
-            if other:
-                from tagger.learned import relearn_hint
-
-                row = other[0]
-                still = (f"; --model {row.model_name} ranks the {row.tracks} tracks it still scores"
-                         if row.tracks else "")
-                raise UsageError(None, f"{name!r} was learned on {row.model_name}, not on {model.name} "
-                                 "(whose scores are ranked here)",
-                                 f"learn it again on {model.name}: {relearn_hint(name, row.examples)}{still}")
-    return parse_terms(model.vocabulary, tags, not_tags, model.learned)
 
 
 def _tag_id(model: StoredModel, raw: str) -> int:
@@ -230,8 +158,8 @@ class QueryRow:
     metadata: dict = field(default_factory=dict)  # the file's own title, artist, … that it has
 
 
-def run_query(library, q: TrackQuery, model: StoredModel) -> list[QueryRow]:
-    with library.engine.connect() as conn:
+def run_query(store: Store, q: TrackQuery, model: StoredModel) -> list[QueryRow]:
+    with store.sql_engine.connect() as conn:
         not_ok = conn.execute(select(func.count()).select_from(tracks).where(tracks.c.status != "ok")).scalar_one()
         rows = conn.execute(compile_query(q, model, not_ok)).all()
     n = len(q.terms)

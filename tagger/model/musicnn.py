@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tagger.frontend import FrontEndConfig
-from tagger.tagmodel import TagModel
+from tagger.model.frontend import FrontEndConfig
+from tagger.model.tagmodel import TagModel
 
 EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the weights were trained with
 

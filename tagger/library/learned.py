@@ -8,7 +8,8 @@ model; the weights are a logistic regression (scikit-learn, ``class_weight="bala
 L2 with C = ``C``) of the liked tracks against the unliked ones, or, when none are given,
 against a seeded random sample of the rest of the library. The classifier is stored with the
 tag (``learned_tags``), scores every track of the model when it is learned, and every track
-a scan stores later (``Library._save``), so that a learned tag is a tag like the model's own.
+a scan stores later (``LearnedScores``, handed to ``Store.save`` by the scan), so that a learned
+tag is a tag like the model's own.
 
 Why C = 0.02: random library tracks standing in for negatives include unlabelled tracks of
 the very kind being taught. A weakly regularised fit (scikit-learn's default C = 1) pushes
@@ -30,10 +31,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tagger.errors import CommandLineError, UsageError
-from tagger.vocab import tag_name
+from tagger.library.standardise import Standardiser
+from tagger.model.vocab import tag_name
 
 if TYPE_CHECKING:
-    from tagger.library import Library, StoredModel
+    from tagger.store.catalog import Store, StoredModel
 
 C = 0.02  # inverse L2 strength of the logistic regression (see the module docstring)
 MIN_POSITIVES = 5  # fewer liked tracks than this: learned, with a warning
@@ -69,23 +71,6 @@ class Classifier:
             return np.frombuffer(b, dtype="<f4").astype(np.float32)
 
         return cls(f4(weights), float(bias), f4(mean), f4(scale))
-
-
-def standardiser(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and standard deviation (a constant dimension gets scale 1)."""
-    x = np.asarray(embeddings, dtype=np.float32)
-    block = 8192  # two passes in float64, a block at a time: 3.6× faster at 100k tracks than a float64 copy
-    total = np.zeros(x.shape[1])
-    for i in range(0, len(x), block):
-        total += x[i:i + block].sum(axis=0, dtype=np.float64)
-    mean = total / max(len(x), 1)
-    squares = np.zeros(x.shape[1])
-    for i in range(0, len(x), block):
-        d = x[i:i + block].astype(np.float64) - mean
-        squares += np.einsum("ij,ij->j", d, d)
-    scale = np.sqrt(squares / max(len(x), 1))
-    scale[scale < 1e-6] = 1.0
-    return mean.astype(np.float32), scale.astype(np.float32)
 
 
 def check_name(text: str, model: StoredModel) -> str:
@@ -124,9 +109,10 @@ def fit(z: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
 
 def cross_validate(z: np.ndarray, y: np.ndarray, seed: int) -> tuple[int, float | None]:
     """(folds, ROC-AUC of the out-of-fold scores) of stratified k-fold cross-validation;
-    (0, None) when either class has fewer than ``MIN_CV`` examples. The folds and the AUC are
-    a few lines of numpy: scikit-learn's model_selection and metrics would add 0.4 s of imports
-    to every ``tagger learn``."""
+    (0, None) when either class has fewer than ``MIN_CV`` examples. (scikit-learn's metrics
+    come with its linear_model: no import time of their own.)"""
+    from sklearn.metrics import roc_auc_score
+
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     folds = min(FOLDS, n_pos, n_neg)
     if folds < MIN_CV:
@@ -140,17 +126,24 @@ def cross_validate(z: np.ndarray, y: np.ndarray, seed: int) -> tuple[int, float 
     for k in range(folds):
         test = fold == k
         out[test] = _regression(seed).fit(z[~test], y[~test]).decision_function(z[test])
-    return folds, roc_auc(y, out)
+    return folds, float(roc_auc_score(y, out))
 
 
-def roc_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve: the chance that a positive outscores a negative (ties count
-    half), from the ranks of the scores (Mann–Whitney U)."""
-    _, where, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2)[where]  # 1-based, ties get their mean rank
-    pos = y == 1
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+class LearnedScores:
+    """The learned tags of one model, scoring tracks as a scan stores them: the
+    ``extra_scores`` of ``Store.save``. Read once, when a scan starts: ``tagger learn`` cannot
+    change them while a scan holds the database's writer lock."""
+
+    def __init__(self, library: Store, model: StoredModel) -> None:
+        self.classifiers = [(row.tag_id, Classifier.from_blobs(row.weights, row.bias, row.mean, row.scale))
+                            for row in library.learned_classifiers(model)]
+
+    def __bool__(self) -> bool:
+        return bool(self.classifiers)
+
+    def __call__(self, embeddings: np.ndarray) -> dict[int, np.ndarray]:
+        """float32 embeddings ``[N, E]`` (as stored) → {learned tag id: probabilities [N]}."""
+        return {tag_id: clf.probabilities(embeddings) for tag_id, clf in self.classifiers}
 
 
 @dataclass
@@ -168,13 +161,14 @@ class LearnReport:
     notes: list[str] = field(default_factory=list)
 
 
-def learn(library: Library, model: StoredModel, name: str, like: Sequence[int], unlike: Sequence[int] | None,
+def learn(library: Store, model: StoredModel, name: str, like: Sequence[int], unlike: Sequence[int] | None,
           seed: int = 0, specs: dict | None = None) -> LearnReport:
     """Fit ``name`` on the embeddings of track ids ``like`` against ``unlike`` (None: a random
     sample of the library), cross-validate it, store it and score every track of ``model``.
     Re-learning a name replaces it. ``specs``: what --like/--unlike were, kept to say how to
     re-learn it."""
-    track_ids, x = library.embeddings_of(model)
+    stored = library.embeddings_of(model)
+    track_ids, x = stored.track_ids, stored.vectors
     row_of = {int(t): i for i, t in enumerate(track_ids)}
     liked = np.array(sorted({int(t) for t in like if int(t) in row_of}), dtype=np.int64)
     if len(liked) == 0:
@@ -198,7 +192,8 @@ def learn(library: Library, model: StoredModel, name: str, like: Sequence[int], 
     if len(liked) < MIN_POSITIVES:
         notes.append(f"only {len(liked)} liked track{'s' if len(liked) > 1 else ''}: a tag learned from fewer "
                      f"than {MIN_POSITIVES} is unsteady (give more with --like)")
-    mean, scale = standardiser(x)
+    standard = Standardiser.fit(x)
+    mean, scale = standard.mean, standard.divisor()
     examples = np.concatenate([liked, unliked])
     z = (x[[row_of[int(t)] for t in examples]] - mean) / scale
     y = np.concatenate([np.ones(len(liked)), np.zeros(len(unliked))])
@@ -215,7 +210,8 @@ def learn(library: Library, model: StoredModel, name: str, like: Sequence[int], 
             "roc_auc": auc, "C": C, "seed": seed, **(specs or {})}
     # tracks marked missing are scored too: one that comes back (a drive mounted again, a file
     # moved back) is not scanned again, and would otherwise lack the tag
-    gone_ids, gone_x = library.embeddings_of(model, statuses=("missing",))
+    gone = library.embeddings_of(model, statuses=("missing",))
+    gone_ids, gone_x = gone.track_ids, gone.vectors
     if len(gone_ids):
         track_ids, probs = np.concatenate([track_ids, gone_ids]), np.concatenate([probs, clf.probabilities(gone_x)])
     replaced = library.store_learned(model, name, clf.blobs(), info, track_ids, probs)

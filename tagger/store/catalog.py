@@ -1,30 +1,77 @@
-"""The library: tracks, their tag scores and embeddings, on top of the store.
+"""The store's catalogue: tracks, models, tag scores, embeddings and learned classifiers.
 
-All reads and writes of the database go through here; it knows which model scored a track
-and what a tag name means for that model, but nothing about audio or the command line.
+Every read and write of these tables goes through ``Store``; it knows rows and what a tag
+name means for a model (its vocabulary), not audio, files or the command line. What it stores
+for a scanned file is anything shaped like a ``ScoredFile`` (the engine's TrackResult is one);
+the scores of learned tags come from whoever saves (``save(..., extra_scores=…)``): the store
+runs no model and no classifier.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
-from tagger.engine.plan import TrackState
-from tagger.engine.results import NOT_FINITE, TrackResult
-from tagger.errors import UsageError
-from tagger.modelcard import ModelCard
+from tagger.errors import NOT_FINITE, UsageError
+from tagger.model.modelcard import ModelCard
+from tagger.model.vocab import Vocabulary, tag_name
 from tagger.store.db import open_engine
-from tagger.store.schema import (TRACK_METADATA, embeddings, learned_tags, models, scores, tags, tracks,
-                                 write_journal, write_runs)
-from tagger.vocab import Vocabulary, tag_name
+from tagger.store.schema import TRACK_METADATA, embeddings, learned_tags, models, scores, tags, tracks
 
 if TYPE_CHECKING:  # numpy loads where scores are written or vectors read: queries need none of it
     import numpy as np
+
+
+class TrackState(NamedTuple):
+    """What the store knows of a track, as a scan's plan compares it with the file on disk."""
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    fingerprint: str | None
+    status: str
+    model_id: int | None
+
+
+class ScoredFile(Protocol):
+    """What ``Store.save`` keeps of one scanned file: its scores, or the error that stopped it.
+    ``error`` may be set by ``save`` itself (scores that cannot be stored)."""
+    path: str
+    size: int
+    mtime_ns: int
+    fingerprint: str | None
+    format: str | None
+    duration_s: float | None
+    chunks: int
+    probabilities: np.ndarray | None  # [n_tags]
+    embedding: np.ndarray | None  # [embedding_size]
+    error: str | None
+    metadata: dict | None  # the file's own title, artist, … (files.tagfile.read_track_metadata)
+
+
+# embeddings float32 [N, E] as stored → {tag id: probabilities [N]}
+ExtraScores = Callable[["np.ndarray"], Mapping[int, "np.ndarray"]]
+
+
+@dataclass
+class _Failure:
+    """A file stored as failed, with the reason (a ScoredFile)."""
+    path: str
+    size: int
+    mtime_ns: int
+    error: str
+    fingerprint: str | None = None
+    format: str | None = None
+    duration_s: float | None = None
+    chunks: int = 0
+    probabilities: None = None
+    embedding: None = None
+    metadata: None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +89,17 @@ class StoredModel:
 
 
 @dataclass
+class Embeddings:
+    """Some tracks' embeddings as stored (float16), widened to float32."""
+    track_ids: np.ndarray  # int64 [N], ascending
+    vectors: np.ndarray  # float32 [N, E]
+    fingerprints: list  # [N] str | None
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+
+@dataclass
 class Stats:
     tracks: int
     ok: int
@@ -53,10 +111,12 @@ class Stats:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-class Library:
+class Store:
+    """One library database (a SQLite file or a server URL)."""
+
     def __init__(self, db: str, create: bool = True) -> None:
         self.db = db
-        self.engine = open_engine(db, create=create)
+        self.sql_engine = open_engine(db, create=create)
 
     # --- models -------------------------------------------------------------------------
     def ensure_model(self, card: ModelCard, embedding_size: int) -> StoredModel:
@@ -68,7 +128,7 @@ class Library:
         return self.model(sha256=card.sha256)
 
     def _add_model(self, card: ModelCard, embedding_size: int) -> None:
-        with self.engine.begin() as conn:
+        with self.sql_engine.begin() as conn:
             row = conn.execute(select(models.c.id).where(models.c.sha256 == card.sha256)).first()
             if row is None:
                 model_id = conn.execute(insert(models).values(
@@ -81,7 +141,7 @@ class Library:
 
     def find_model(self, sha256: str) -> StoredModel | None:
         """The stored model with this file hash, or None (nothing is added)."""
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             if conn.execute(select(models.c.id).where(models.c.sha256 == sha256)).first() is None:
                 return None
         return self.model(sha256=sha256)
@@ -90,7 +150,7 @@ class Library:
               model_id: int | None = None) -> StoredModel:
         """A stored model by row id, by hash, by name (the newest of that name), or, with none
         of them, the model that scored the most tracks."""
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             q = select(models)
             if model_id is not None:
                 q = q.where(models.c.id == model_id)
@@ -121,21 +181,21 @@ class Library:
 
     # --- scanning -----------------------------------------------------------------------
     def track_states(self) -> dict[str, TrackState]:
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             rows = conn.execute(select(tracks.c.id, tracks.c.path, tracks.c.size, tracks.c.mtime_ns,
                                        tracks.c.fingerprint, tracks.c.status, tracks.c.model_id))
             return {r.path: TrackState(*r) for r in rows}
 
     def move(self, moves: Sequence[tuple[int, str, int]]) -> None:
         """Give tracks new paths (and mtimes), keeping their results: ``(id, path, mtime_ns)``."""
-        with self.engine.begin() as conn:
+        with self.sql_engine.begin() as conn:
             for track_id, path, mtime_ns in moves:
                 conn.execute(update(tracks).where(tracks.c.id == track_id)
                              .values(path=path, mtime_ns=mtime_ns, status="ok"))
 
     def set_status(self, ids: Iterable[int], status: str) -> None:
         ids = list(ids)
-        with self.engine.begin() as conn:
+        with self.sql_engine.begin() as conn:
             for i in range(0, len(ids), 500):
                 conn.execute(update(tracks).where(tracks.c.id.in_(ids[i:i + 500])).values(status=status))
 
@@ -143,14 +203,17 @@ class Library:
         """Mark tracks ``(id, path)`` missing, each only where it still has that path: a scanner
         of another folder may have found it moved there since this one's plan."""
         if gone:
-            with self.engine.begin() as conn:
+            with self.sql_engine.begin() as conn:
                 conn.execute(update(tracks).where(tracks.c.id == bindparam("track_id"),
                                                   tracks.c.path == bindparam("old_path"))
                              .values(status="missing"),
                              [{"track_id": i, "old_path": p} for i, p in gone])
 
-    def save(self, results: Sequence[TrackResult], model: StoredModel) -> list[tuple[str, str]]:
+    def save(self, results: Sequence[ScoredFile], model: StoredModel,
+             extra_scores: ExtraScores | None = None) -> list[tuple[str, str]]:
         """Store scan results in one transaction, each track fully or not at all.
+        ``extra_scores``: more tags' probabilities for the stored embeddings (the scan scores
+        the model's learned tags through it), as ``{tag id: probabilities [N]}``.
 
         A result whose scores cannot be stored (not finite, wrong length) is turned into a
         failure with the reason, in place. A track the database refuses costs only itself: it is
@@ -161,25 +224,26 @@ class Library:
         if not results:
             return []
         try:
-            self._save(results, model)
+            self._save(results, model, extra_scores)
             return []
         except _REFUSED as e:
             _raise_if_database_failed(e)
         unsaved = []
         for r in results:  # one transaction each, to find the track(s) the database refuses
             try:
-                self._save([r], model)
+                self._save([r], model, extra_scores)
             except _REFUSED as e:
                 _raise_if_database_failed(e)
                 reason = f"could not be stored in the database: {_first_line(e)}"
                 unsaved.append((r.path, reason))
                 try:
-                    self._save([TrackResult(r.path, r.size, r.mtime_ns, error=reason)], model)
+                    self._save([_Failure(r.path, r.size, r.mtime_ns, reason)], model)
                 except _REFUSED as e2:
                     _raise_if_database_failed(e2)  # else: reported in the summary; the next scan tries again
         return unsaved
 
-    def _save(self, results: Sequence[TrackResult], model: StoredModel) -> None:
+    def _save(self, results: Sequence[ScoredFile], model: StoredModel,
+              extra_scores: ExtraScores | None = None) -> None:
         import numpy as np
 
         now = time.time()
@@ -189,7 +253,7 @@ class Library:
                      model_id=None if r.error else model.id, scanned_at=now,
                      metadata_read=r.metadata is not None,
                      **{k: (r.metadata or {}).get(k) for k in TRACK_METADATA}) for r in results]
-        with self.engine.begin() as conn:
+        with self.sql_engine.begin() as conn:
             existing = dict(conn.execute(select(tracks.c.path, tracks.c.id)
                                          .where(tracks.c.path.in_([r.path for r in results]))).all())
             old = [dict(row, track_id=existing[row["path"]]) for row in rows if row["path"] in existing]
@@ -211,8 +275,13 @@ class Library:
                                for t, p in zip(model.tag_ids, r.probabilities)]
                 emb_rows.append({"track_id": track_id, "model_id": model.id,
                                  "vector": np.asarray(r.embedding, dtype="<f2").tobytes()})
-            score_rows += self._learned_score_rows(conn, model, [(existing[r.path], r.embedding)
-                                                                 for r in results if not r.error])
+            ok = [r for r in results if not r.error and r.embedding is not None]
+            if extra_scores is not None and ok:
+                # as stored (float16), so a track scores the same here as when it is read back
+                x = np.stack([np.asarray(r.embedding, dtype="<f2") for r in ok]).astype(np.float32)
+                for tag_id, probs in extra_scores(x).items():
+                    score_rows += [{"track_id": existing[r.path], "tag_id": tag_id, "prob": float(p)}
+                                   for r, p in zip(ok, probs)]
             if score_rows:
                 conn.execute(insert(scores), score_rows)
                 conn.execute(insert(embeddings), emb_rows)
@@ -220,44 +289,44 @@ class Library:
     def metadata_backlog(self) -> list[tuple[int, str]]:
         """(id, path) of the tagged tracks scanned before the database kept file metadata
         (schema 3) whose metadata has not been read since."""
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             return [tuple(r) for r in conn.execute(select(tracks.c.id, tracks.c.path).where(
                 tracks.c.status == "ok", tracks.c.metadata_read.is_(None)))]
 
     def set_metadata(self, rows: Sequence[tuple[int, dict]]) -> None:
         """Store files' own metadata for tracks ``(id, metadata)`` without touching their scores."""
         if rows:
-            with self.engine.begin() as conn:
+            with self.sql_engine.begin() as conn:
                 conn.execute(update(tracks).where(tracks.c.id == bindparam("track_id")),
                              [{"track_id": i, "metadata_read": True, **{k: m.get(k) for k in TRACK_METADATA}}
                               for i, m in rows])
 
     def update_file_state(self, path: str, size: int, mtime_ns: int, fingerprint: str) -> None:
         """After tagger rewrote a file's metadata (audio unchanged): keep its scores valid."""
-        with self.engine.begin() as conn:
+        with self.sql_engine.begin() as conn:
             conn.execute(update(tracks).where(tracks.c.path == path)
                          .values(size=size, mtime_ns=mtime_ns, fingerprint=fingerprint))
 
     def tracks_at(self, paths: Sequence[str]) -> list:
         """The rows of the tracks at ``paths`` (those in the database), by path."""
         rows = []
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             for i in range(0, len(paths), 500):
                 rows += conn.execute(select(tracks).where(tracks.c.path.in_(paths[i:i + 500]))).all()
         return sorted(rows, key=lambda r: r.path)
 
     def tracks_under(self, roots: Sequence[str] | None = None, status: str = "ok") -> list:
         """Track rows (all, or those under ``roots``) with ``status``, by path."""
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             rows = conn.execute(select(tracks).where(tracks.c.status == status).order_by(tracks.c.path)).all()
         if roots:
-            from tagger.discover import under
+            from tagger.audio.discover import under
             rows = [r for r in rows if under(r.path, roots)]
         return rows
 
     def prune(self) -> int:
         """Delete the tracks marked missing (and their scores); returns how many."""
-        with self.engine.begin() as conn:
+        with self.sql_engine.begin() as conn:
             ids = conn.execute(select(tracks.c.id).where(tracks.c.status == "missing")).scalars().all()
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
@@ -268,18 +337,18 @@ class Library:
 
     # --- reading ------------------------------------------------------------------------
     def track(self, path: str):
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             return conn.execute(select(tracks).where(tracks.c.path == path)).first()
 
     def track_scores(self, track_id: int) -> dict[str, float]:
         """raw tag → probability for one track."""
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             rows = conn.execute(select(tags.c.raw, scores.c.prob).join(tags, tags.c.id == scores.c.tag_id)
                                 .where(scores.c.track_id == track_id).order_by(tags.c.idx))
             return {raw: prob for raw, prob in rows}
 
     def embedding(self, track_id: int) -> np.ndarray | None:
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             blob = conn.execute(select(embeddings.c.vector).where(embeddings.c.track_id == track_id)).scalar()
         import numpy as np
 
@@ -287,7 +356,7 @@ class Library:
 
     def tag_counts(self, model: StoredModel, threshold: float) -> dict[str, int]:
         """raw tag → number of tracks whose probability is at least ``threshold``."""
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             rows = conn.execute(select(scores.c.tag_id, func.count()).where(
                 scores.c.tag_id.in_(model.tag_ids), scores.c.prob >= threshold).group_by(scores.c.tag_id)).all()
         by_id = dict(rows)
@@ -296,7 +365,7 @@ class Library:
     def group_counts(self, model: StoredModel, threshold: float) -> dict[str, int]:
         """group → number of tracks with any member at least ``threshold``."""
         out = {}
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             for group, members in model.vocabulary.groups.items():
                 ids = [model.tag_id(m) for m in members]
                 out[group] = conn.execute(select(func.count(func.distinct(scores.c.track_id))).where(
@@ -304,7 +373,7 @@ class Library:
         return out
 
     def stats(self, failures: int = 20) -> Stats:
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             by_status = dict(conn.execute(select(tracks.c.status, func.count()).group_by(tracks.c.status)).all())
             seconds = conn.execute(select(func.coalesce(func.sum(tracks.c.duration_s), 0.0))
                                    .where(tracks.c.status == "ok")).scalar_one()
@@ -322,7 +391,7 @@ class Library:
     def model_counts(self) -> list[tuple[int, str, str, int]]:
         """(model id, name, sha256, 'ok' tracks) of every model that scored tracks, most first."""
         n = func.count(tracks.c.id)
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             rows = conn.execute(select(models.c.id, models.c.name, models.c.sha256, n)
                                 .join(tracks, tracks.c.model_id == models.c.id).where(tracks.c.status == "ok")
                                 .group_by(models.c.id).order_by(n.desc(), models.c.id)).all()
@@ -343,7 +412,7 @@ class Library:
             st = os.stat(path)
         except OSError:
             return None
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             same_size = conn.execute(select(tracks).where(tracks.c.size == st.st_size).order_by(tracks.c.path)).all()
         for r in same_size:
             try:
@@ -354,23 +423,35 @@ class Library:
                 return r
         return None
 
-    # --- learned tags (tagger.learned fits them; their scores are rows of scores) ---------
-    def embeddings_of(self, model: StoredModel, statuses: Sequence[str] = ("ok",)) -> tuple[np.ndarray, np.ndarray]:
-        """(track ids int64 [N], embeddings float32 [N, E]) of the model's tracks with
-        ``statuses`` ('ok'; 'missing' ones keep theirs until pruned), by id."""
+    # --- learned tags (tagger.library.learned fits them; their scores are rows of scores) ---------
+    def embeddings_of(self, model: StoredModel, statuses: Sequence[str] = ("ok",)) -> Embeddings:
+        """The embeddings of the model's tracks with ``statuses`` ('ok'; 'missing' ones keep
+        theirs until pruned), by track id."""
         import numpy as np
 
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(embeddings.c.track_id, embeddings.c.vector)
-                                .join(tracks, tracks.c.id == embeddings.c.track_id)
-                                .where(tracks.c.status.in_(list(statuses)), tracks.c.model_id == model.id,
-                                       embeddings.c.model_id == model.id)
-                                .order_by(embeddings.c.track_id)).all()
+        stmt = (select(embeddings.c.track_id, embeddings.c.vector, tracks.c.fingerprint)
+                .join(tracks, tracks.c.id == embeddings.c.track_id)
+                .where(tracks.c.status.in_(list(statuses)), tracks.c.model_id == model.id,
+                       embeddings.c.model_id == model.id))
+        with self.sql_engine.connect() as conn:
+            # the driver's own rows: 100,000 Row objects would cost more than the query (the
+            # columns need no conversion; a bytea comes as a memoryview, which join() takes)
+            rows = conn.execute(stmt).cursor.fetchall()
+        size = len(rows[0][1]) if rows else 0
+        rows = [r for r in rows if len(r[1]) == size]  # one model's vectors have one size: a guard
+        rows.sort(key=lambda r: r[0])  # by track id (a temporary B-tree in SQLite costs more)
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if not rows:
-            return ids, np.zeros((0, 0), dtype=np.float32)
-        x = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f2").reshape(len(rows), -1)
-        return ids, x.astype(np.float32)
+        x = np.frombuffer(b"".join([r[1] for r in rows]), dtype="<f2").reshape(len(rows), size // 2)
+        return Embeddings(ids, x.astype(np.float32), [r[2] for r in rows])
+
+    def tracks_by_id(self, ids: Sequence[int]) -> dict[int, object]:
+        """track id → its tracks row, for the ids that exist."""
+        out = {}
+        with self.sql_engine.connect() as conn:
+            for i in range(0, len(ids), 900):  # under SQLite's old limit of 999 parameters
+                for r in conn.execute(select(tracks).where(tracks.c.id.in_(list(ids[i:i + 900])))):
+                    out[r.id] = r
+        return out
 
     def learned_tag_rows(self, name: str | None = None) -> list:
         """Rows of the learned tags (all, or the one named ``name``), by name: tag_id, name,
@@ -383,7 +464,7 @@ class Library:
              .order_by(tags.c.raw))
         if name is not None:
             q = q.where(tags.c.raw == name)
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             return conn.execute(q).all()
 
     def store_learned(self, model: StoredModel, name: str, classifier: dict, examples: dict,
@@ -391,7 +472,7 @@ class Library:
         """Store learned tag ``name`` of ``model`` (``classifier``: the learned_tags columns)
         with its scores of ``track_ids``, in one transaction. A learned tag of that name, on
         any model, is replaced; returns whether there was one."""
-        with self.engine.begin() as conn:
+        with self.sql_engine.begin() as conn:
             old = conn.execute(select(tags.c.id, tags.c.model_id).join(learned_tags, learned_tags.c.tag_id == tags.c.id)
                                .where(tags.c.raw == name)).all()
             keep = next((tid for tid, mid in old if mid == model.id), None)
@@ -415,7 +496,7 @@ class Library:
 
     def remove_learned(self, name: str) -> bool:
         """Delete learned tag ``name``, its classifier and its scores; False if there is none."""
-        with self.engine.begin() as conn:
+        with self.sql_engine.begin() as conn:
             ids = conn.execute(select(tags.c.id).join(learned_tags, learned_tags.c.tag_id == tags.c.id)
                                .where(tags.c.raw == name)).scalars().all()
             for tid in ids:
@@ -428,33 +509,17 @@ class Library:
         """learned tag name → number of tracks whose probability is at least ``threshold``."""
         if not model.learned:
             return {}
-        with self.engine.connect() as conn:
+        with self.sql_engine.connect() as conn:
             by_id = dict(conn.execute(select(scores.c.tag_id, func.count()).where(
                 scores.c.tag_id.in_(model.learned.values()), scores.c.prob >= threshold)
                 .group_by(scores.c.tag_id)).all())
         return {name: by_id.get(tid, 0) for name, tid in sorted(model.learned.items())}
 
-    def _learned_score_rows(self, conn, model: StoredModel, stored: Sequence[tuple[int, object]]) -> list[dict]:
-        """Score rows of the model's learned tags for ``(track_id, embedding)`` pairs, with the
-        classifiers as they are in this transaction. The embedding is rounded to float16 first,
-        as stored, so a track scores the same here as when its tag was learned."""
-        stored = [(t, e) for t, e in stored if e is not None]
-        if not stored:
-            return []
-        classifiers = conn.execute(select(learned_tags).join(tags, tags.c.id == learned_tags.c.tag_id)
-                                   .where(tags.c.model_id == model.id)).all()
-        if not classifiers:
-            return []
-        import numpy as np
-
-        from tagger.learned import Classifier
-
-        x = np.stack([np.asarray(e, dtype="<f2") for _, e in stored]).astype(np.float32)
-        rows = []
-        for c in classifiers:
-            probs = Classifier.from_blobs(c.weights, c.bias, c.mean, c.scale).probabilities(x)
-            rows += [{"track_id": t, "tag_id": c.tag_id, "prob": float(p)} for (t, _), p in zip(stored, probs)]
-        return rows
+    def learned_classifiers(self, model: StoredModel) -> list:
+        """Rows (tag_id, weights, bias, mean, scale, …) of the learned tags of ``model``."""
+        with self.sql_engine.connect() as conn:
+            return conn.execute(select(learned_tags).join(tags, tags.c.id == learned_tags.c.tag_id)
+                                .where(tags.c.model_id == model.id).order_by(tags.c.id)).all()
 
 
 _REFUSED = (IntegrityError, DataError, StatementError, ValueError, TypeError, OverflowError)  # one track's fault…
@@ -470,7 +535,7 @@ def _raise_if_database_failed(e: BaseException) -> None:
                          "tracks committed before this are kept; fix the cause and run the scan again") from e
 
 
-def _check(r: TrackResult, model: StoredModel) -> None:
+def _check(r: ScoredFile, model: StoredModel) -> None:
     """Turn a result whose scores cannot be stored as they are into a failure with the reason."""
     import numpy as np
 
@@ -488,87 +553,3 @@ def _check(r: TrackResult, model: StoredModel) -> None:
 def _first_line(e: BaseException) -> str:
     text = str(getattr(e, "orig", None) or e).strip()
     return (text.splitlines() or [type(e).__name__])[0][:200]
-
-
-class Journal:
-    """The undo journal of tag writing, on the library's database.
-
-    Rows are written before the file is replaced, so a killed run's changes can be undone.
-    Beside each file's field rows, one ``FILE_STATE`` row holds the file's ``[size, mtime_ns]``
-    before the write (old) and ``[size, mtime_ns, fingerprint]`` of the written file (new): a
-    file found in that state was written by tagger, even if the run died before recording it.
-    """
-
-    FILE_STATE = "(file)"  # not a tag field: the file's state before and after the write
-
-    def __init__(self, library: Library) -> None:
-        self.engine = library.engine
-
-    def start(self, action: str, options: dict) -> int:
-        with self.engine.begin() as conn:
-            return conn.execute(insert(write_runs).values(action=action, started_at=time.time(),
-                                                          options=options)).inserted_primary_key[0]
-
-    def record(self, run_id: int, path: str, changes: Sequence[tuple[str, list[str], list[str]]],
-               state: tuple[list, list] | None = None) -> None:
-        """Journal ``changes`` (and the file's ``(before, after)`` state) in one transaction."""
-        rows = [{"run_id": run_id, "path": path, "field": f, "old": old, "new": new} for f, old, new in changes]
-        if rows and state is not None:
-            rows.append({"run_id": run_id, "path": path, "field": self.FILE_STATE,
-                         "old": list(state[0]), "new": list(state[1])})
-        if rows:
-            with self.engine.begin() as conn:
-                conn.execute(insert(write_journal), rows)
-
-    def last_undoable(self) -> int | None:
-        """The newest write or remove run that changed something and is not undone yet."""
-        with self.engine.connect() as conn:
-            return conn.execute(select(func.max(write_runs.c.id))
-                                .join(write_journal, write_journal.c.run_id == write_runs.c.id)
-                                .where(write_runs.c.action != "undo", write_runs.c.undone_by.is_(None))).scalar()
-
-    def run(self, run_id: int):
-        with self.engine.connect() as conn:
-            return conn.execute(select(write_runs).where(write_runs.c.id == run_id)).first()
-
-    def entries(self, run_id: int) -> dict[str, list[tuple[str, list[str], list[str]]]]:
-        """path → [(field, old, new)] of one run."""
-        out: dict[str, list] = {}
-        with self.engine.connect() as conn:
-            for row in conn.execute(select(write_journal).where(write_journal.c.run_id == run_id,
-                                                                write_journal.c.field != self.FILE_STATE)
-                                    .order_by(write_journal.c.id)):
-                out.setdefault(row.path, []).append((row.field, row.old, row.new))
-        return out
-
-    def file_states(self, run_id: int) -> dict[str, tuple[list, list]]:
-        """path → (state before the run's write, state it left) of one run."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(write_journal).where(write_journal.c.run_id == run_id,
-                                                            write_journal.c.field == self.FILE_STATE)
-                                .order_by(write_journal.c.id)).all()
-        out: dict[str, tuple[list, list]] = {}
-        for row in rows:  # a path written twice in one run: its first before, its last after
-            out[row.path] = (out.get(row.path, (row.old,))[0], row.new)
-        return out
-
-    def last_written_state(self, path: str) -> list | None:
-        """``[size, mtime_ns, fingerprint]`` of the file tagger last wrote at ``path``, if any."""
-        with self.engine.connect() as conn:
-            return conn.execute(select(write_journal.c.new).where(write_journal.c.path == path,
-                                                                  write_journal.c.field == self.FILE_STATE)
-                                .order_by(write_journal.c.id.desc()).limit(1)).scalar()
-
-    def runs(self, limit: int = 5) -> list:
-        """The newest write and remove runs that changed files and can still be undone:
-        rows of (id, action, started_at, files)."""
-        files = func.count(func.distinct(write_journal.c.path)).label("files")
-        with self.engine.connect() as conn:
-            return conn.execute(select(write_runs.c.id, write_runs.c.action, write_runs.c.started_at, files)
-                                .join(write_journal, write_journal.c.run_id == write_runs.c.id)
-                                .where(write_runs.c.action != "undo", write_runs.c.undone_by.is_(None))
-                                .group_by(write_runs.c.id).order_by(write_runs.c.id.desc()).limit(limit)).all()
-
-    def mark_undone(self, run_id: int, by: int) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(write_runs).where(write_runs.c.id == run_id).values(undone_by=by))

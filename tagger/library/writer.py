@@ -21,14 +21,14 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tagger.atomic import remove_stale_temps_in, replace_atomically
-from tagger.discover import fingerprint
+from tagger.audio.discover import fingerprint
 from tagger.errors import CommandLineError, UsageError
-from tagger.fields import FIELD_CHOICES, OPTIONAL_FIELDS
-from tagger.library import Journal, Library, StoredModel
-from tagger.tagfile import OWN_FIELDS, TagFile, TagWriteError
-from tagger.vocab import MTAT_GENRES, MTAT_MOODS
-
+from tagger.files.atomic import remove_stale_temps_in, replace_atomically
+from tagger.files.fields import FIELD_CHOICES, OPTIONAL_FIELDS, OWN_FIELDS
+from tagger.files.tagfile import TagFile, TagWriteError
+from tagger.model.vocab import MTAT_GENRES, MTAT_MOODS
+from tagger.store.catalog import Store, StoredModel
+from tagger.store.journal import Journal
 
 Changes = list[tuple[str, list[str], list[str]]]  # (field, old, new)
 
@@ -107,8 +107,9 @@ def _file_to_write(path: Path, break_hardlinks: bool) -> Path:
         raise HardLinkedError(path, f"has {st.st_nlink} hard links (names for the same data); writing "
                                     "would give this name a new file and leave the other names untagged",
                               "left untouched; --break-hardlinks writes it anyway")
-    if not os.access(real, os.W_OK):
-        raise TagWriteError(path, "is read-only; left untouched")
+    # a file nobody may write is the user's way of saying "leave it": root may, but won't
+    if not os.access(real, os.W_OK) or not st.st_mode & 0o222:
+        raise TagWriteError(path, "is read-only; left untouched", "make it writable (chmod u+w) to tag it")
     if not os.access(real.parent, os.W_OK):
         raise TagWriteError(path, "its folder is not writable (tagger writes a copy beside the file)")
     return real
@@ -161,7 +162,7 @@ def _write_safely(path: Path, changes: Changes, journal_it: Callable[[list, list
     return after
 
 
-def _commit(library: Library, journal: Journal, run_id: int | None, path: Path, changes: Changes,
+def _commit(library: Store, journal: Journal, run_id: int | None, path: Path, changes: Changes,
             dry_run: bool, note: str = "", size: int | None = None,
             break_hardlinks: bool = False) -> FileOutcome:
     """The one way a planned change reaches a file: shown (dry run), or journaled and written
@@ -212,13 +213,13 @@ def _remove_stale_temps(paths: Iterable[str]) -> None:
         remove_stale_temps_in(folder)
 
 
-def start_write_run(library: Library, options: WriteOptions) -> int:
+def start_write_run(library: Store, options: WriteOptions) -> int:
     """A journal run that ``write_tracks`` calls record into; ``--undo`` undoes a run whole."""
     return Journal(library).start("write", {"top": options.top, "min": options.min_prob,
                                             "fields": list(options.fields), "force": options.force})
 
 
-def write_tracks(library: Library, rows: Sequence, options: WriteOptions,
+def write_tracks(library: Store, rows: Sequence, options: WriteOptions,
                  on_file: Callable[[FileOutcome], None] | None = None,
                  run_id: int | None = None) -> list[FileOutcome]:
     """Write tags for track ``rows`` (from Library.tracks_under); one outcome per row. The
@@ -306,7 +307,7 @@ def _changes(current: dict[str, list[str]], planned: dict[str, list[str]], v23: 
     return changes
 
 
-def remove_tags(library: Library, rows: Sequence, dry_run: bool = False,
+def remove_tags(library: Store, rows: Sequence, dry_run: bool = False,
                 on_file: Callable[[FileOutcome], None] | None = None,
                 break_hardlinks: bool = False) -> list[FileOutcome]:
     """Delete tagger's own fields (and nothing else) from the files of ``rows``."""
@@ -330,7 +331,7 @@ def remove_tags(library: Library, rows: Sequence, dry_run: bool = False,
     return outcomes
 
 
-def undo(library: Library, run_id: int | None = None, dry_run: bool = False,
+def undo(library: Store, run_id: int | None = None, dry_run: bool = False,
          on_file: Callable[[FileOutcome], None] | None = None,
          break_hardlinks: bool = False) -> tuple[int | None, list[FileOutcome]]:
     """Restore the fields a write or remove run changed (the last one by default; None when
@@ -433,14 +434,15 @@ def _runs_hint(journal: Journal) -> str:
     return f"runs that can be undone, newest first: {listed}; 'tagger write --undo' undoes the newest"
 
 
-def select_tracks(library: Library, roots: Sequence[str] = (), tags: Sequence[str] = (),
+def select_tracks(library: Store, roots: Sequence[str] = (), tags: Sequence[str] = (),
                   not_tags: Sequence[str] = (), match_min: float | None = None,
                   model_name: str | None = None) -> list:
     """Track rows to write: every tagged track, or those under ``roots``, or those a query
     (``tags``/``not_tags``/``match_min``, as in ``tagger query``) returns. Raises UsageError
     for a root that does not exist or holds no scanned track (a typo must not look like
     "nothing to do")."""
-    from tagger.query import TrackQuery, model_terms, run_query
+    from tagger.library.query import model_terms
+    from tagger.store.query import TrackQuery, run_query
 
     roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
     for root in roots:
@@ -460,12 +462,12 @@ def select_tracks(library: Library, roots: Sequence[str] = (), tags: Sequence[st
     return rows
 
 
-def _tracks_under(library: Library, roots: Sequence[str]) -> list:
+def _tracks_under(library: Store, roots: Sequence[str]) -> list:
     """Track rows under ``roots`` by any path to them: a scan stores a file under the first
     path it reached it by, which may be a symlink (``lib/link.flac`` for ``/outside/real.flac``)
     or lie under a symlinked folder. A track is selected if its path lies under a root as given
     or resolved, or its resolved path lies under a resolved root."""
-    from tagger.discover import under
+    from tagger.audio.discover import under
 
     real_roots = [os.path.realpath(r) for r in roots]
     as_given = [*roots, *real_roots]

@@ -4,7 +4,7 @@ A model file is one ``.safetensors`` file: weights plus JSON metadata under the 
 (architecture name and config, front-end config, raw tag list and groups, sample rate, chunk
 length, provenance, license, reported metrics). Reading the card needs only safetensors'
 header parser, so listing models, querying the library and printing help never import torch;
-``tagger.modelfile`` builds and loads the networks.
+``tagger.model.modelfile`` builds and loads the networks.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any
 from safetensors import SafetensorError, safe_open
 
 from tagger.errors import ModelFileError
-from tagger.frontendconfig import FrontEndConfig
-from tagger.vocab import Vocabulary
+from tagger.model.frontendconfig import FrontEndConfig
+from tagger.model.vocab import Vocabulary
 
 FORMAT = "tagger-model/1"
 METADATA_KEY = "tagger"
 DEFAULT_MODEL = "musicnn-vgg-mtt"
-ARCHITECTURE_NAMES = ("ShortChunkCNN", "MusiCNN")  # the classes live in tagger.modelfile
+ARCHITECTURE_NAMES = ("ShortChunkCNN", "MusiCNN")  # the classes live in tagger.model.modelfile
 _PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar"}
 
 
@@ -75,7 +75,7 @@ class ModelCard:
 
 
 def builtin_dir() -> Path:
-    return Path(str(resources.files("tagger") / "models"))
+    return Path(str(resources.files("tagger.model") / "builtin"))
 
 
 def builtin_names() -> list[str]:

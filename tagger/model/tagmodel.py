@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tagger.frontend import FrontEndConfig, LogMel
+from tagger.model.frontend import FrontEndConfig, LogMel
 
 
 class TagModel(nn.Module):

@@ -16,13 +16,22 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from tagger.atomic import replace_atomically
-from tagger.cnn import ShortChunkCNN
 from tagger.errors import ModelFileError
-from tagger.modelcard import (ARCHITECTURE_NAMES, DEFAULT_MODEL, FORMAT, METADATA_KEY, ModelCard, builtin_dir,
-                              builtin_names, read_card, resolve_model_path)
-from tagger.musicnn import MusiCNN
-from tagger.tagmodel import TagModel
+from tagger.files.atomic import replace_atomically
+from tagger.model.cnn import ShortChunkCNN
+from tagger.model.modelcard import (
+    ARCHITECTURE_NAMES,
+    DEFAULT_MODEL,
+    FORMAT,
+    METADATA_KEY,
+    ModelCard,
+    builtin_dir,
+    builtin_names,
+    read_card,
+    resolve_model_path,
+)
+from tagger.model.musicnn import MusiCNN
+from tagger.model.tagmodel import TagModel
 
 __all__ = ["ARCHITECTURES", "DEFAULT_MODEL", "FORMAT", "METADATA_KEY", "ModelCard", "build_model", "builtin_dir",
            "builtin_names", "load_model", "read_card", "resolve_model_path", "save_model"]

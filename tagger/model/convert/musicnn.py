@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tagger.cnn import ShortChunkCNN, musicnn_frontend, musicnn_vgg_config
-from tagger.convert.tf_checkpoint import Checkpoint
 from tagger.errors import ModelFileError
-from tagger.modelfile import ModelCard, save_model
-from tagger.musicnn import MusiCNN, MusiCNNConfig
-from tagger.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS
+from tagger.model.cnn import ShortChunkCNN, musicnn_frontend, musicnn_vgg_config
+from tagger.model.convert.tf_checkpoint import Checkpoint
+from tagger.model.modelfile import ModelCard, save_model
+from tagger.model.musicnn import MusiCNN, MusiCNNConfig
+from tagger.model.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS
 
 ISC_NOTICE = (
     "Weights converted from musicnn 0.1.0. Copyright (c) Music Technology Group, Universitat "

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from tagger.errors import TaggerError
-from tagger.tagmodel import TagModel
+from tagger.model.tagmodel import TagModel
 
 BUFFERS = 2  # pinned staging buffers on CUDA: one being filled while the other is in flight
 

@@ -20,22 +20,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import select
 
 from tagger.errors import TaggerError, UsageError
-from tagger.store.schema import embeddings, tracks
+from tagger.files.fields import TRACK_METADATA
+from tagger.library.standardise import BLOCK, Standardiser
 
 if TYPE_CHECKING:
-    from tagger.library import Library, StoredModel
+    from tagger.store.catalog import Store, StoredModel
 
 SPACES = ("cosine", "centred", "standardised", "whitened")
 DEFAULT_SPACE = "standardised"  # precision@5 on the real-music corpus (RESULTS.md)
 WHITEN_EPS = 0.01  # whitening: eigenvalues are floored at this share of the largest
 WHITEN_SAMPLE = 20_000  # tracks that the whitening covariance is estimated from, at most
 
-# a track's own metadata (schema 3), where the database has it
-META_COLUMNS = tuple(c for c in ("title", "artist", "album", "album_artist", "genre", "year", "track_no")
-                     if c in tracks.c)
 
 
 # --- spaces -----------------------------------------------------------------------------------
@@ -66,22 +63,6 @@ class Space:
         return x
 
 
-BLOCK = 8192  # rows at a time: 8 MiB of a 256-wide float32 matrix
-
-
-def moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each column's mean and standard deviation, in one pass of blocks (float64 sums of
-    values less a first estimate of the mean, so that nothing cancels)."""
-    shift = x[:BLOCK].mean(axis=0, dtype=np.float64).astype(np.float32)
-    total, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
-    for i in range(0, len(x), BLOCK):
-        block = x[i:i + BLOCK] - shift
-        total += block.sum(axis=0, dtype=np.float64)
-        squares += np.einsum("ij,ij->j", block, block)
-    mean = total / len(x)
-    return shift + mean, np.sqrt(np.maximum(squares / len(x) - mean ** 2, 0.0))
-
-
 def fit_space(name: str, x: np.ndarray, eps: float = WHITEN_EPS) -> Space:
     """The space ``name`` fitted over the library's embeddings ``x`` ``[N, E]``:
 
@@ -95,13 +76,12 @@ def fit_space(name: str, x: np.ndarray, eps: float = WHITEN_EPS) -> Space:
         raise UsageError(None, f"unknown similarity space {name!r}", f"one of {', '.join(SPACES)}")
     if name == "cosine" or len(x) == 0:
         return Space(name)
-    mean, std = moments(x)
+    standard = Standardiser.fit(x)
+    mean = standard.mean.astype(np.float64)
     if name == "centred":
-        return Space(name, mean.astype(np.float32))
-    if name == "standardised":
-        # a dimension that never varies (a dead unit) carries nothing: it is dropped
-        scale = np.where(std > 1e-6 * max(std.max(), 1e-12), 1.0 / np.maximum(std, 1e-12), 0.0)
-        return Space(name, mean.astype(np.float32), scale.astype(np.float32))
+        return Space(name, standard.mean)
+    if name == "standardised":  # a dimension that never varies (a dead unit) carries nothing: dropped
+        return Space(name, standard.mean, standard.inverse_scale())
     step = max(1, len(x) // WHITEN_SAMPLE)
     centred = x[::step].astype(np.float64) - mean
     cov = centred.T @ centred / max(1, len(centred) - 1)
@@ -162,26 +142,14 @@ class EmbeddingIndex:
             k = min(len(self), 4 * k)
 
 
-def load_index(library: Library, model: StoredModel, space: str = DEFAULT_SPACE,
+def load_index(library: Store, model: StoredModel, space: str = DEFAULT_SPACE,
                keep_raw: bool = False) -> EmbeddingIndex:
     """Every ``'ok'`` track of ``model`` with its embedding, in ``space`` fitted over them."""
-    stmt = (select(embeddings.c.track_id, embeddings.c.vector, tracks.c.fingerprint)
-            .join(tracks, tracks.c.id == embeddings.c.track_id)
-            .where(tracks.c.status == "ok", tracks.c.model_id == model.id, embeddings.c.model_id == model.id))
-    with library.engine.connect() as conn:
-        # the driver's own rows: 100,000 Row objects would cost more than the query (the
-        # columns need no conversion; a bytea comes as a memoryview, which join() takes)
-        rows = conn.execute(stmt).cursor.fetchall()
-    size = len(rows[0][1]) if rows else 0
-    if any(len(r[1]) != size for r in rows):  # cannot happen: one model's vectors have its size
-        rows = [r for r in rows if len(r[1]) == size]
-    rows.sort(key=lambda r: r[0])  # by track id (a temporary B-tree in SQLite costs more)
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    raw = np.frombuffer(b"".join([r[1] for r in rows]), dtype="<f2").reshape(len(rows), size // 2)
-    raw = raw.astype(np.float32)
-    fitted = fit_space(space, raw)
-    vectors = fitted(raw, inplace=not keep_raw)
-    return EmbeddingIndex(model, fitted, ids, [r[2] for r in rows], vectors, raw if keep_raw else None)
+    stored = library.embeddings_of(model)
+    fitted = fit_space(space, stored.vectors)
+    vectors = fitted(stored.vectors, inplace=not keep_raw)
+    return EmbeddingIndex(model, fitted, stored.track_ids, stored.fingerprints, vectors,
+                          stored.vectors if keep_raw else None)
 
 
 # --- what a query starts from -------------------------------------------------------------------
@@ -210,7 +178,7 @@ class Neighbour:
     duration_s: float | None = None
     format: str | None = None
     metadata: dict = field(default_factory=dict)  # the track's own title, artist, album, …: where known
-    seed: bool = False  # radio: one of the seeds
+    is_seed: bool = False  # radio: one of the seed tracks
 
 
 @dataclass
@@ -225,14 +193,14 @@ class SimilarResult:
 class RadioResult:
     seeds: list[Anchor]
     tracks: list[Neighbour]
-    seed: int  # the random seed: --seed repeats the playlist
+    random_seed: int  # --seed repeats the playlist
     short: bool  # fewer tracks than asked: the neighbourhood ran out (--max-per-artist)
 
 
 class Neighbourhood:
     """Similarity searches on one library; each model's index is read once and kept."""
 
-    def __init__(self, library: Library, space: str = DEFAULT_SPACE) -> None:
+    def __init__(self, library: Store, space: str = DEFAULT_SPACE) -> None:
         self.library = library
         self.space = space
         self._indexes: dict[int, EmbeddingIndex] = {}
@@ -283,9 +251,9 @@ class Neighbourhood:
         return self._embed(path, main, row)
 
     def _embed(self, path: str, model: StoredModel, row) -> Anchor:
-        from tagger.discover import fingerprint
+        from tagger.audio.discover import fingerprint
+        from tagger.engine.inference import tag_file  # torch: only to embed a file now
         from tagger.engine.options import DEFAULT_CHUNKS
-        from tagger.inference import tag_file  # torch: only to embed a file now
 
         network = self._network(model)
         scores = tag_file(network, path, DEFAULT_CHUNKS)
@@ -298,14 +266,14 @@ class Neighbourhood:
     def _network(self, model: StoredModel):
         """The library's model, loaded: the built-in model file with the stored hash."""
         if model.sha256 not in self._models:
-            from tagger.modelcard import builtin_names, read_card
+            from tagger.model.modelcard import builtin_names, read_card
 
             names = [n for n in builtin_names() if read_card(n).sha256 == model.sha256]
             if not names:
                 raise UsageError(None, f"the library's model {model.name} ({model.sha256[:12]}) is not a built-in "
                                  "model, so a file outside the library cannot be embedded with it",
                                  "scan the file into the library first")
-            from tagger.modelfile import load_model
+            from tagger.model.modelfile import load_model
 
             self._models[model.sha256] = load_model(names[0])
         return self._models[model.sha256]
@@ -341,17 +309,11 @@ class Neighbourhood:
         return [_neighbour(rank, info[int(index.track_ids[i])], sim) for rank, (i, sim) in enumerate(hits, 1)]
 
     def _track_info(self, ids: Sequence[int]) -> dict[int, object]:
-        cols = [tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format, *[tracks.c[c] for c in META_COLUMNS]]
-        out = {}
-        with self.library.engine.connect() as conn:
-            for i in range(0, len(ids), 900):  # under SQLite's old limit of 999 parameters
-                for r in conn.execute(select(*cols).where(tracks.c.id.in_(ids[i:i + 900]))):
-                    out[r.id] = r
-        return out
+        return self.library.tracks_by_id(ids)
 
     # --- radio --------------------------------------------------------------------------------
     def radio(self, seeds: Sequence[str], n: int = 50, max_per_artist: int | None = None,
-              seed: int | None = None) -> RadioResult:
+              random_seed: int | None = None) -> RadioResult:
         """A playlist of ``n`` tracks that starts with the seeds and walks their neighbourhood.
 
         The walk. The playlist opens with the seeds, in the order given (a file outside the
@@ -364,7 +326,7 @@ class Neighbourhood:
         seed in turn, so that two seeds of different styles each get their neighbourhood
         visited rather than the space between them. The next track is one of the five best
         candidates, drawn with chances falling by 0.6 per rank (0.43, 0.26, 0.15, 0.09, 0.06)
-        by a random generator seeded with ``seed``: the same seed on the same library gives
+        by a random generator seeded with ``random_seed``: the same one on the same library gives
         the same playlist. The candidates are each seed's ``max(1000, 20·n)`` nearest tracks,
         widened (doubled, up to the whole library) when none is left there; the walk stops
         early when the library has no candidate left (``RadioResult.short``).
@@ -378,12 +340,12 @@ class Neighbourhood:
             raise UsageError(None, "radio needs at least one seed track")
         if max_per_artist is not None and max_per_artist < 1:
             raise UsageError(None, f"--max-per-artist must be at least 1, not {max_per_artist}")
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (1 << 31))
+        if random_seed is None:
+            random_seed = int(np.random.SeedSequence().entropy % (1 << 31))
         anchors = [self.anchor(s) for s in seeds]  # all in the library's model
         index = self._usable_index(anchors[0].model)
         seed_vectors = index.space(np.stack([a.embedding for a in anchors]))
-        walk = _Walk(index, seed_vectors, max_per_artist, np.random.default_rng(seed), self._artists,
+        walk = _Walk(index, seed_vectors, max_per_artist, np.random.default_rng(random_seed), self._artists,
                      max(RADIO_POOL, 20 * n))
         playlist: list[Neighbour] = []
         info = {}
@@ -398,7 +360,7 @@ class Neighbourhood:
         playlist += [_neighbour(0, info[int(index.track_ids[i])], sim) for i, sim in chosen]
         for rank, entry in enumerate(playlist, 1):
             entry.rank = rank
-        return RadioResult(anchors, playlist, seed, len(playlist) < n)
+        return RadioResult(anchors, playlist, random_seed, len(playlist) < n)
 
     def _artists(self, ids: Sequence[int]) -> dict[int, str]:
         """track id → the artist key --max-per-artist counts (see ``radio``)."""
@@ -408,7 +370,7 @@ class Neighbourhood:
 def artist_key(row) -> str:
     """Whose track ``row`` is, for --max-per-artist: artist, album artist, album, or folder."""
     for col, kind in (("artist", "artist"), ("album_artist", "artist"), ("album", "album")):
-        value = getattr(row, col, None) if col in META_COLUMNS else None
+        value = getattr(row, col, None)
         if value and value.strip():
             return f"{kind}:{value.strip().casefold()}"
     return "folder:" + os.path.dirname(row.path)
@@ -530,7 +492,7 @@ class _Walk:
 
 
 def _meta(row) -> dict:
-    return {c: getattr(row, c) for c in META_COLUMNS if getattr(row, c, None) not in (None, "")}
+    return {c: getattr(row, c) for c in TRACK_METADATA if getattr(row, c, None) not in (None, "")}
 
 
 def _neighbour(rank: int, row, similarity: float) -> Neighbour:
@@ -542,5 +504,5 @@ def _seed_entry(anchor: Anchor, row) -> Neighbour:
         entry = _neighbour(0, row, 1.0)
     else:
         entry = Neighbour(0, anchor.track_id, anchor.path, 1.0, anchor.duration_s)
-    entry.seed = True
+    entry.is_seed = True
     return entry

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tagger.frontendconfig import FrontEndConfig
+from tagger.model.frontendconfig import FrontEndConfig
 
 __all__ = ["FrontEndConfig", "LogMel", "mel_filterbank"]
 

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlparse
 from tagger.errors import CommandLineError, UsageError
 
 if TYPE_CHECKING:
-    from tagger.library import Library, StoredModel
+    from tagger.store.catalog import Store, StoredModel
 
 QUERY_PREFIX = "tag:"
 QUERY_MIN = 0.5
@@ -39,7 +39,7 @@ class ExampleSet:
     other_model: int = 0  # tracks named but scored by another model: left out
 
 
-def resolve(library: Library, model: StoredModel, specs: Sequence[str], option: str) -> ExampleSet:
+def resolve(library: Store, model: StoredModel, specs: Sequence[str], option: str) -> ExampleSet:
     """The tracks ``specs`` name (``option``: ``--like`` or ``--unlike``, for messages)."""
     out, seen = ExampleSet(), set()
     for spec in specs:
@@ -54,7 +54,7 @@ def resolve(library: Library, model: StoredModel, specs: Sequence[str], option: 
     return out
 
 
-def _rows(library: Library, model: StoredModel, spec: str, option: str) -> tuple[list, str]:
+def _rows(library: Store, model: StoredModel, spec: str, option: str) -> tuple[list, str]:
     if spec.lower().startswith(QUERY_PREFIX):
         return _query(library, model, spec[len(QUERY_PREFIX):], option), spec
     path = os.path.abspath(os.path.expanduser(spec))
@@ -72,7 +72,7 @@ def _rows(library: Library, model: StoredModel, spec: str, option: str) -> tuple
     return [_track(library, path, spec, option)], path
 
 
-def _track(library: Library, path: str, spec: str, option: str):
+def _track(library: Store, path: str, spec: str, option: str):
     row = library.find_track(path)
     if row is None:
         raise UsageError(spec, f"{option}: is not in the library",
@@ -83,7 +83,7 @@ def _track(library: Library, path: str, spec: str, option: str):
     return row
 
 
-def _playlist(library: Library, path: str, spec: str, option: str) -> list:
+def _playlist(library: Store, path: str, spec: str, option: str) -> list:
     try:
         text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     except OSError as e:
@@ -108,8 +108,9 @@ def _playlist(library: Library, path: str, spec: str, option: str) -> list:
     return rows
 
 
-def _query(library: Library, model: StoredModel, text: str, option: str) -> list:
-    from tagger.query import TrackQuery, model_terms, run_query
+def _query(library: Store, model: StoredModel, text: str, option: str) -> list:
+    from tagger.library.query import model_terms
+    from tagger.store.query import TrackQuery, run_query
 
     m = _QUERY.fullmatch(text)
     names = [t.strip() for t in m.group("tags").split(",") if t.strip()] if m else []
