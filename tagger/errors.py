@@ -27,6 +27,11 @@ class TaggerError(Exception):
         hint = f" ({self.hint})" if self.hint else ""
         return f"{where}{self.reason}{hint}"
 
+    def __reduce__(self):
+        # pickled by its fields, not by Exception's args (the one message): Ray sends a
+        # worker's error to the driver this way, and it must arrive as the error it was
+        return type(self), (self.path, self.reason, self.hint), self.__dict__
+
 
 class DecodeError(TaggerError):
     """An audio file could not be read or decoded."""

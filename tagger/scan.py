@@ -90,6 +90,8 @@ class _Committer:
         self.last = time.monotonic()
 
     def add(self, result: TrackResult) -> None:
+        if self.library.lock is not None:  # a scan whose writer lock is gone stops now, in one line
+            self.library.lock.check()
         self.pending.append(result)
         if len(self.pending) >= COMMIT_EVERY_TRACKS or time.monotonic() - self.last > COMMIT_EVERY_S:
             self.flush()
@@ -172,11 +174,9 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
 
 
 def _scan_into(run: _Run) -> ScanSummary:
-    from tagger.store.db import writer_lock
-
     options = run.options
-    library = Store(run.db)
-    with writer_lock(run.db, shared=True), Claims(library.sql_engine) as claims:
+    library = Store(run.db, check=True)
+    with library.writing(shared=True), Claims(library.sql_engine) as claims:
         stored = library.ensure_model(run.model.card, run.model.embedding_size)
         planned_at = time.time()  # what another scanner stores after this, it stored for us too
         known = library.track_states()

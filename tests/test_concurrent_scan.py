@@ -146,7 +146,7 @@ def _one_line(result) -> str:
 
 def test_write_undo_and_learn_wait_for_no_scan_but_refuse_while_one_runs(tmp_path, pg_url):
     from tagger.store.catalog import Store
-    from tagger.store.db import writer_lock
+    from tagger.store.lock import writer_lock
 
     Store(pg_url).sql_engine.dispose()
     busy = "another tagger scan or write is writing to this database"

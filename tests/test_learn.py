@@ -293,7 +293,7 @@ def test_list_relearn_and_remove(library, learned):
     table = run_cli("learn", "--list", "--db", db).stdout
     assert "short_lived" in table and "5 liked, 27 random" in table
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT count(*) FROM scores s JOIN tags t ON t.id = s.tag_id "
+        rows = conn.execute("SELECT count(*) FROM learned_scores s JOIN tags t ON t.id = s.tag_id "
                             "WHERE t.raw = 'short_lived'").fetchone()[0]
     assert rows == 4 * PER_FAMILY  # replaced, not added to
     out = learn(db, "--remove", "short_lived").stdout
@@ -335,7 +335,7 @@ def _blobs(db, name):
                            "JOIN tags t ON t.id = l.tag_id WHERE t.raw = ?", (name,)).fetchone()
         emb = dict(conn.execute("SELECT t.path, e.vector FROM embeddings e JOIN tracks t ON t.id = e.track_id "
                                 "WHERE t.status = 'ok'").fetchall())
-        stored = dict(conn.execute("SELECT t.path, s.prob FROM scores s JOIN tracks t ON t.id = s.track_id "
+        stored = dict(conn.execute("SELECT t.path, s.prob FROM learned_scores s JOIN tracks t ON t.id = s.track_id "
                                    "WHERE s.tag_id = ?", (row[4],)).fetchall())
     f4 = [np.frombuffer(b, dtype="<f4") for b in (row[0], row[2], row[3])]
     vectors = {p: np.frombuffer(v, dtype="<f2").astype(np.float32) for p, v in emb.items()}

@@ -48,13 +48,11 @@ def learn_command(
     _check_combination(name, like, unlike, list_, remove, as_json)
     from tagger.store.catalog import Store
 
-    library = Store(db_path(db), create=False)
+    library = Store(db_path(db), create=False, check=not list_)
     if list_:
         _list(library, as_json)
         return
-    from tagger.store.db import writer_lock
-
-    with writer_lock(db_path(db)):  # a scan storing tracks meanwhile would miss the tag's scores
+    with library.writing():  # a scan storing tracks meanwhile would miss the tag's scores
         if remove:
             _remove(library, name)
         else:

@@ -140,5 +140,9 @@ def stats_command(as_json: bool = typer.Option(False, "--json", help="Print JSON
 
 def prune_command(db: str = DB_OPTION) -> None:
     """Delete tracks whose files are gone (marked missing by the last scan)."""
-    n = _library(db).prune()
+    from tagger.store.catalog import Store
+
+    library = Store(db_path(db), create=False, check=True)
+    with library.writing():  # not beside a scan (whose moves it could drop) or a write
+        n = library.prune()
     print(f"removed {plural(n, 'missing track')}")

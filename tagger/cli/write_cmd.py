@@ -71,14 +71,13 @@ def write_command(
         write_tracks,
     )
     from tagger.store.catalog import Store
-    from tagger.store.db import writer_lock
 
     parsed_fields = parse_fields(fields)  # a bad --fields is a command line error, before any work
-    library = Store(db_path(db), create=False)
+    library = Store(db_path(db), create=False, check=not dry_run)
     console = stdout_console()
     report = _Reporter(console, _stderr_console(), dry_run)
     # one writer per database: a scan or another write must not rewrite the same files meanwhile
-    with nullcontext() if dry_run else writer_lock(db_path(db)):
+    with nullcontext() if dry_run else library.writing():
         if undo_:
             run_id, outcomes = undo(library, run, dry_run, report, break_hardlinks)
             if run_id is None:

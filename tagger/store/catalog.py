@@ -10,18 +10,32 @@ runs no model and no classifier.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from tagger.errors import NOT_FINITE, UsageError
 from tagger.model.modelcard import ModelCard
 from tagger.model.vocab import Vocabulary, tag_name
 from tagger.store.db import open_engine
-from tagger.store.schema import TRACK_METADATA, embeddings, learned_tags, models, scores, tags, tracks
+from tagger.store.lock import WriterLock, writer_lock
+from tagger.store.schema import (
+    TEXT_FIELDS,
+    TRACK_METADATA,
+    embeddings,
+    folded,
+    learned_scores,
+    learned_tags,
+    models,
+    scores,
+    tags,
+    tracks,
+)
+from tagger.store.text import fold, path_key, storable
 
 if TYPE_CHECKING:  # numpy loads where scores are written or vectors read: queries need none of it
     import numpy as np
@@ -114,9 +128,31 @@ class Stats:
 class Store:
     """One library database (a SQLite file or a server URL)."""
 
-    def __init__(self, db: str, create: bool = True) -> None:
+    def __init__(self, db: str, create: bool = True, check: bool = False) -> None:
+        """``check``: a SQLite file is checked for damage first (commands that write)."""
         self.db = db
-        self.sql_engine = open_engine(db, create=create)
+        self.sql_engine = open_engine(db, create=create, check=check)
+        self.lock: WriterLock | None = None  # the writer lock, while this process holds it
+
+    @contextmanager
+    def writing(self, shared: bool = False) -> Iterator[WriterLock]:
+        """Hold the database's writer lock (``shared``: a scan's) while the block runs; every
+        write transaction meanwhile verifies that it still holds it (tagger.store.lock)."""
+        with writer_lock(self.db, shared) as lock:
+            self.lock = lock
+            try:
+                yield lock
+            finally:
+                self.lock = None
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A write transaction; refused before it writes when this process holds the writer
+        lock and has lost it."""
+        with self.sql_engine.begin() as conn:
+            if self.lock is not None:
+                self.lock.verify(conn)
+            yield conn
 
     # --- models -------------------------------------------------------------------------
     def ensure_model(self, card: ModelCard, embedding_size: int) -> StoredModel:
@@ -128,7 +164,7 @@ class Store:
         return self.model(sha256=card.sha256)
 
     def _add_model(self, card: ModelCard, embedding_size: int) -> None:
-        with self.sql_engine.begin() as conn:
+        with self.transaction() as conn:
             row = conn.execute(select(models.c.id).where(models.c.sha256 == card.sha256)).first()
             if row is None:
                 model_id = conn.execute(insert(models).values(
@@ -188,14 +224,14 @@ class Store:
 
     def move(self, moves: Sequence[tuple[int, str, int]]) -> None:
         """Give tracks new paths (and mtimes), keeping their results: ``(id, path, mtime_ns)``."""
-        with self.sql_engine.begin() as conn:
+        with self.transaction() as conn:
             for track_id, path, mtime_ns in moves:
                 conn.execute(update(tracks).where(tracks.c.id == track_id)
-                             .values(path=path, mtime_ns=mtime_ns, status="ok"))
+                             .values(mtime_ns=mtime_ns, status="ok", **_path_columns(path)))
 
     def set_status(self, ids: Iterable[int], status: str) -> None:
         ids = list(ids)
-        with self.sql_engine.begin() as conn:
+        with self.transaction() as conn:
             for i in range(0, len(ids), 500):
                 conn.execute(update(tracks).where(tracks.c.id.in_(ids[i:i + 500])).values(status=status))
 
@@ -203,7 +239,7 @@ class Store:
         """Mark tracks ``(id, path)`` missing, each only where it still has that path: a scanner
         of another folder may have found it moved there since this one's plan."""
         if gone:
-            with self.sql_engine.begin() as conn:
+            with self.transaction() as conn:
                 conn.execute(update(tracks).where(tracks.c.id == bindparam("track_id"),
                                                   tracks.c.path == bindparam("old_path"))
                              .values(status="missing"),
@@ -218,7 +254,7 @@ class Store:
         A result whose scores cannot be stored (not finite, wrong length) is turned into a
         failure with the reason, in place. A track the database refuses costs only itself: it is
         stored as failed where possible, and returned in ``(path, reason)`` pairs; the others are
-        kept. Errors of the database itself (disk full, locked) propagate."""
+        kept. Errors of the database itself (disk full, locked, the lock lost) propagate."""
         for r in results:
             _check(r, model)
         if not results:
@@ -226,20 +262,19 @@ class Store:
         try:
             self._save(results, model, extra_scores)
             return []
-        except _REFUSED as e:
-            _raise_if_database_failed(e)
+        except _REFUSED:
+            pass
         unsaved = []
         for r in results:  # one transaction each, to find the track(s) the database refuses
             try:
                 self._save([r], model, extra_scores)
             except _REFUSED as e:
-                _raise_if_database_failed(e)
                 reason = f"could not be stored in the database: {_first_line(e)}"
                 unsaved.append((r.path, reason))
                 try:
                     self._save([_Failure(r.path, r.size, r.mtime_ns, reason)], model)
-                except _REFUSED as e2:
-                    _raise_if_database_failed(e2)  # else: reported in the summary; the next scan tries again
+                except _REFUSED:
+                    pass  # reported in the summary; the next scan tries again
         return unsaved
 
     def _save(self, results: Sequence[ScoredFile], model: StoredModel,
@@ -247,26 +282,28 @@ class Store:
         import numpy as np
 
         now = time.time()
-        rows = [dict(path=r.path, size=r.size, mtime_ns=r.mtime_ns, fingerprint=r.fingerprint,
-                     format=r.format, duration_s=r.duration_s, chunks=r.chunks,
-                     status="failed" if r.error else "ok", error=r.error,
+        rows = [dict(size=r.size, mtime_ns=r.mtime_ns, fingerprint=r.fingerprint,
+                     duration_s=r.duration_s, chunks=r.chunks,
+                     status="failed" if r.error else "ok", error=storable(r.error),
                      model_id=None if r.error else model.id, scanned_at=now,
                      metadata_read=r.metadata is not None,
-                     **{k: (r.metadata or {}).get(k) for k in TRACK_METADATA}) for r in results]
-        with self.sql_engine.begin() as conn:
-            existing = dict(conn.execute(select(tracks.c.path, tracks.c.id)
-                                         .where(tracks.c.path.in_([r.path for r in results]))).all())
+                     format=storable(r.format), **{folded("format"): fold(r.format)},
+                     **_path_columns(r.path), **_metadata_columns(r.metadata or {})) for r in results]
+        with self.transaction() as conn:
+            existing = self._ids(conn, [r.path for r in results])
             old = [dict(row, track_id=existing[row["path"]]) for row in rows if row["path"] in existing]
             if old:
+                ids = list(existing.values())
                 conn.execute(update(tracks).where(tracks.c.id == bindparam("track_id")), old)
-                conn.execute(delete(scores).where(scores.c.track_id.in_(existing.values())))
-                conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(existing.values())))
+                conn.execute(delete(scores).where(scores.c.track_id.in_(ids)))
+                conn.execute(delete(learned_scores).where(learned_scores.c.track_id.in_(ids)))
+                conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(ids)))
             new = [row for row in rows if row["path"] not in existing]
             if new:
                 inserted = conn.execute(insert(tracks).returning(tracks.c.id, tracks.c.path,
                                                                  sort_by_parameter_order=True), new)
                 existing.update({path: track_id for track_id, path in inserted})
-            score_rows, emb_rows = [], []
+            score_rows, emb_rows, learned_rows = [], [], []
             for r in results:
                 if r.error:
                     continue
@@ -280,11 +317,26 @@ class Store:
                 # as stored (float16), so a track scores the same here as when it is read back
                 x = np.stack([np.asarray(r.embedding, dtype="<f2") for r in ok]).astype(np.float32)
                 for tag_id, probs in extra_scores(x).items():
-                    score_rows += [{"track_id": existing[r.path], "tag_id": tag_id, "prob": float(p)}
-                                   for r, p in zip(ok, probs)]
+                    learned_rows += [{"track_id": existing[r.path], "tag_id": tag_id, "prob": float(p)}
+                                     for r, p in zip(ok, probs)]
             if score_rows:
                 conn.execute(insert(scores), score_rows)
                 conn.execute(insert(embeddings), emb_rows)
+            if learned_rows:
+                conn.execute(insert(learned_scores), learned_rows)
+
+    @staticmethod
+    def _ids(conn: Connection, paths: Sequence[str]) -> dict[str, int]:
+        """path → track id of the stored tracks among ``paths`` (by the path's key, then the path)."""
+        out = {}
+        wanted = set(paths)
+        keys = sorted({path_key(p) for p in wanted})
+        for i in range(0, len(keys), 500):
+            for track_id, path in conn.execute(select(tracks.c.id, tracks.c.path)
+                                               .where(tracks.c.path_key.in_(keys[i:i + 500]))):
+                if path in wanted:
+                    out[path] = track_id
+        return out
 
     def metadata_backlog(self) -> list[tuple[int, str]]:
         """(id, path) of the tagged tracks scanned before the database kept file metadata
@@ -296,24 +348,24 @@ class Store:
     def set_metadata(self, rows: Sequence[tuple[int, dict]]) -> None:
         """Store files' own metadata for tracks ``(id, metadata)`` without touching their scores."""
         if rows:
-            with self.sql_engine.begin() as conn:
+            with self.transaction() as conn:
                 conn.execute(update(tracks).where(tracks.c.id == bindparam("track_id")),
-                             [{"track_id": i, "metadata_read": True, **{k: m.get(k) for k in TRACK_METADATA}}
-                              for i, m in rows])
+                             [{"track_id": i, "metadata_read": True, **_metadata_columns(m)} for i, m in rows])
 
     def update_file_state(self, path: str, size: int, mtime_ns: int, fingerprint: str) -> None:
         """After tagger rewrote a file's metadata (audio unchanged): keep its scores valid."""
-        with self.sql_engine.begin() as conn:
-            conn.execute(update(tracks).where(tracks.c.path == path)
-                         .values(size=size, mtime_ns=mtime_ns, fingerprint=fingerprint))
+        with self.transaction() as conn:
+            conn.execute(update(tracks).where(*_at(path)).values(size=size, mtime_ns=mtime_ns, fingerprint=fingerprint))
 
     def tracks_at(self, paths: Sequence[str]) -> list:
         """The rows of the tracks at ``paths`` (those in the database), by path."""
         rows = []
+        wanted = set(paths)
+        keys = sorted({path_key(p) for p in wanted})
         with self.sql_engine.connect() as conn:
-            for i in range(0, len(paths), 500):
-                rows += conn.execute(select(tracks).where(tracks.c.path.in_(paths[i:i + 500]))).all()
-        return sorted(rows, key=lambda r: r.path)
+            for i in range(0, len(keys), 500):
+                rows += conn.execute(select(tracks).where(tracks.c.path_key.in_(keys[i:i + 500]))).all()
+        return sorted((r for r in rows if r.path in wanted), key=lambda r: r.path)
 
     def tracks_under(self, roots: Sequence[str] | None = None, status: str = "ok") -> list:
         """Track rows (all, or those under ``roots``) with ``status``, by path."""
@@ -326,11 +378,12 @@ class Store:
 
     def prune(self) -> int:
         """Delete the tracks marked missing (and their scores); returns how many."""
-        with self.sql_engine.begin() as conn:
+        with self.transaction() as conn:
             ids = conn.execute(select(tracks.c.id).where(tracks.c.status == "missing")).scalars().all()
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
                 conn.execute(delete(scores).where(scores.c.track_id.in_(chunk)))
+                conn.execute(delete(learned_scores).where(learned_scores.c.track_id.in_(chunk)))
                 conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(chunk)))
                 conn.execute(delete(tracks).where(tracks.c.id.in_(chunk)))
         return len(ids)
@@ -338,14 +391,17 @@ class Store:
     # --- reading ------------------------------------------------------------------------
     def track(self, path: str):
         with self.sql_engine.connect() as conn:
-            return conn.execute(select(tracks).where(tracks.c.path == path)).first()
+            return conn.execute(select(tracks).where(*_at(path))).first()
 
     def track_scores(self, track_id: int) -> dict[str, float]:
-        """raw tag → probability for one track."""
+        """raw tag → probability for one track (its learned tags' too)."""
         with self.sql_engine.connect() as conn:
-            rows = conn.execute(select(tags.c.raw, scores.c.prob).join(tags, tags.c.id == scores.c.tag_id)
-                                .where(scores.c.track_id == track_id).order_by(tags.c.idx))
-            return {raw: prob for raw, prob in rows}
+            out = {}
+            for table in (scores, learned_scores):
+                rows = conn.execute(select(tags.c.idx, tags.c.raw, table.c.prob).join(tags, tags.c.id == table.c.tag_id)
+                                    .where(table.c.track_id == track_id))
+                out.update({(idx, raw): prob for idx, raw, prob in rows})
+            return {raw: prob for (_, raw), prob in sorted(out.items())}
 
     def embedding(self, track_id: int) -> np.ndarray | None:
         with self.sql_engine.connect() as conn:
@@ -457,7 +513,7 @@ class Store:
         """Rows of the learned tags (all, or the one named ``name``), by name: tag_id, name,
         model_id, model_name, sha256, weights, bias, mean, scale, examples, created_at and
         tracks (how many tracks it scores)."""
-        n = select(func.count()).where(scores.c.tag_id == tags.c.id).scalar_subquery()
+        n = select(func.count()).where(learned_scores.c.tag_id == tags.c.id).scalar_subquery()
         q = (select(learned_tags, tags.c.raw.label("name"), tags.c.model_id, models.c.name.label("model_name"),
                     models.c.sha256, n.label("tracks"))
              .join(tags, tags.c.id == learned_tags.c.tag_id).join(models, models.c.id == tags.c.model_id)
@@ -472,12 +528,12 @@ class Store:
         """Store learned tag ``name`` of ``model`` (``classifier``: the learned_tags columns)
         with its scores of ``track_ids``, in one transaction. A learned tag of that name, on
         any model, is replaced; returns whether there was one."""
-        with self.sql_engine.begin() as conn:
+        with self.transaction() as conn:
             old = conn.execute(select(tags.c.id, tags.c.model_id).join(learned_tags, learned_tags.c.tag_id == tags.c.id)
                                .where(tags.c.raw == name)).all()
             keep = next((tid for tid, mid in old if mid == model.id), None)
             for tid, _ in old:
-                conn.execute(delete(scores).where(scores.c.tag_id == tid))
+                conn.execute(delete(learned_scores).where(learned_scores.c.tag_id == tid))
                 if tid != keep:
                     conn.execute(delete(learned_tags).where(learned_tags.c.tag_id == tid))
                     conn.execute(delete(tags).where(tags.c.id == tid))
@@ -489,18 +545,17 @@ class Store:
                 conn.execute(insert(learned_tags).values(tag_id=keep, **values))
             else:
                 conn.execute(update(learned_tags).where(learned_tags.c.tag_id == keep).values(**values))
-            rows = [{"track_id": int(t), "tag_id": keep, "prob": float(p)} for t, p in zip(track_ids, probs)]
-            if rows:
-                conn.execute(insert(scores), rows)
+            if len(track_ids):
+                _insert_scores(conn, keep, track_ids, probs)
         return bool(old)
 
     def remove_learned(self, name: str) -> bool:
         """Delete learned tag ``name``, its classifier and its scores; False if there is none."""
-        with self.sql_engine.begin() as conn:
+        with self.transaction() as conn:
             ids = conn.execute(select(tags.c.id).join(learned_tags, learned_tags.c.tag_id == tags.c.id)
                                .where(tags.c.raw == name)).scalars().all()
             for tid in ids:
-                conn.execute(delete(scores).where(scores.c.tag_id == tid))
+                conn.execute(delete(learned_scores).where(learned_scores.c.tag_id == tid))
                 conn.execute(delete(learned_tags).where(learned_tags.c.tag_id == tid))
                 conn.execute(delete(tags).where(tags.c.id == tid))
         return bool(ids)
@@ -510,9 +565,9 @@ class Store:
         if not model.learned:
             return {}
         with self.sql_engine.connect() as conn:
-            by_id = dict(conn.execute(select(scores.c.tag_id, func.count()).where(
-                scores.c.tag_id.in_(model.learned.values()), scores.c.prob >= threshold)
-                .group_by(scores.c.tag_id)).all())
+            by_id = dict(conn.execute(select(learned_scores.c.tag_id, func.count()).where(
+                learned_scores.c.tag_id.in_(model.learned.values()), learned_scores.c.prob >= threshold)
+                .group_by(learned_scores.c.tag_id)).all())
         return {name: by_id.get(tid, 0) for name, tid in sorted(model.learned.items())}
 
     def learned_classifiers(self, model: StoredModel) -> list:
@@ -522,17 +577,37 @@ class Store:
                                 .where(tags.c.model_id == model.id).order_by(tags.c.id)).all()
 
 
-_REFUSED = (IntegrityError, DataError, StatementError, ValueError, TypeError, OverflowError)  # one track's fault…
+def _path_columns(path: str) -> dict:
+    """The columns that a track's path sets: itself, its key and its folded form."""
+    return {"path": path, "path_key": path_key(path), folded("path"): fold(path)}
 
 
-def _raise_if_database_failed(e: BaseException) -> None:
-    """…unless it is the database's own (disk full, locked, gone: OperationalError and the
-    other driver errors), which would fail every track alike: that stops the scan."""
-    if isinstance(e, DBAPIError) and not isinstance(e, (IntegrityError, DataError)):
-        from tagger.store.db import StoreError
+def _metadata_columns(metadata: Mapping) -> dict:
+    """The columns of a file's own metadata (text as a database can hold it) and the folded
+    forms of its text."""
+    values = {k: storable(v) if isinstance(v, str) else v for k in TRACK_METADATA for v in [metadata.get(k)]}
+    return values | {folded(k): fold(values[k]) if isinstance(values[k], str) else None
+                     for k in TEXT_FIELDS if k in values}
 
-        raise StoreError(None, f"cannot write to the database: {_first_line(e)}",
-                         "tracks committed before this are kept; fix the cause and run the scan again") from e
+
+def _at(path: str) -> tuple:
+    """The WHERE clause of the track at ``path``: by its key (indexed), then the path itself."""
+    return tracks.c.path_key == path_key(path), tracks.c.path == path
+
+
+def _insert_scores(conn: Connection, tag_id: int, track_ids, probs) -> None:
+    """One learned tag's scores of many tracks, in the driver's own executemany: at 100,000
+    tracks the rows of SQLAlchemy's insert() cost more than the database's work."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    rows = list(zip([int(tag_id)] * len(track_ids), map(int, track_ids), map(float, probs)))
+    conn.exec_driver_sql(f"INSERT INTO {learned_scores.name} (tag_id, track_id, prob) VALUES ({mark}, {mark}, {mark})",
+                         rows)
+
+
+# one track's fault: a value or a row the database refuses. The database's own failures (disk
+# full, locked, read-only, damaged, the server gone) arrive as StoreError (tagger.store.failures)
+# and stop the whole command
+_REFUSED = (DBAPIError, StatementError, ValueError, TypeError, OverflowError)
 
 
 def _check(r: ScoredFile, model: StoredModel) -> None:

@@ -19,6 +19,8 @@ from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.exc import DBAPIError
 
+from tagger.store.db import prepare_session
+
 
 def claim_key(path: str) -> int:
     """The advisory-lock key of ``path``: a signed 64-bit hash (a collision costs one file a
@@ -35,7 +37,7 @@ _RELEASE = text("SELECT pg_advisory_unlock(k) FROM unnest(:keys) AS k").bindpara
 
 
 def _claim_error(e: DBAPIError):
-    from tagger.store.db import StoreError
+    from tagger.store.failures import StoreError
 
     first = (str(e.orig).strip().splitlines() or [type(e.orig).__name__])[0]
     hint = ("raise max_locks_per_transaction on the server" if "shared memory" in first
@@ -48,8 +50,11 @@ class Claims:
 
     def __init__(self, engine: Engine) -> None:
         self.shared = engine.dialect.name == "postgresql"
-        # autocommit: the session holds the locks, and is never left idle in a transaction
+        # autocommit: the session holds the locks, and is never left idle in a transaction; the
+        # server's idle timeouts must not end it between two rounds (its claims would go with it)
         self.conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT") if self.shared else None
+        if self.conn is not None:
+            prepare_session(self.conn)
         self.held: set[str] = set()
 
     def try_claim(self, paths: Sequence[str]) -> list[str]:

@@ -24,9 +24,12 @@ class Journal:
 
     def __init__(self, store: Store) -> None:
         self.sql_engine = store.sql_engine
+        # writes go through the store's transactions: each verifies the writer lock first, so
+        # a write that lost it stops before its next file is journalled (and so replaced)
+        self.transaction = store.transaction
 
     def start(self, action: str, options: dict) -> int:
-        with self.sql_engine.begin() as conn:
+        with self.transaction() as conn:
             return conn.execute(insert(write_runs).values(action=action, started_at=time.time(),
                                                           options=options)).inserted_primary_key[0]
 
@@ -38,7 +41,7 @@ class Journal:
             rows.append({"run_id": run_id, "path": path, "field": self.FILE_STATE,
                          "old": list(state[0]), "new": list(state[1])})
         if rows:
-            with self.sql_engine.begin() as conn:
+            with self.transaction() as conn:
                 conn.execute(insert(write_journal), rows)
 
     def last_undoable(self) -> int | None:
@@ -91,5 +94,5 @@ class Journal:
                                 .group_by(write_runs.c.id).order_by(write_runs.c.id.desc()).limit(limit)).all()
 
     def mark_undone(self, run_id: int, by: int) -> None:
-        with self.sql_engine.begin() as conn:
+        with self.transaction() as conn:
             conn.execute(update(write_runs).where(write_runs.c.id == run_id).values(undone_by=by))
