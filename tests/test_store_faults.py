@@ -302,3 +302,241 @@ def test_where_gives_the_same_answers_on_both_stores_for_any_unicode(probed):
     _answers[kind] = got
     if len(_answers) == 2:
         assert _answers["sqlite"] == _answers["postgresql"]
+
+
+# --- one line for every database failure, in every command --------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB file system of its own (tmpfs), unmounted after; skips where mounting is not allowed."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def _fill(folder) -> None:
+    with open(folder / "filler", "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                f.write(b"\0" * 512)
+        except OSError:
+            pass
+
+
+def _bytes(paths) -> dict:
+    return {p: p.read_bytes() for p in paths}
+
+
+def test_a_full_disk_is_one_line_in_every_command_that_writes_and_nothing_is_half_written(tmp_path, small_disk):
+    import sqlite3
+
+    from conftest import run_cli
+
+    files = _library(tmp_path / "music", 3)
+    db = small_disk / "lib.db"
+    assert run_cli("scan", tmp_path / "music", "--db", db, "--workers", "1").returncode == 0
+    assert run_cli("write", tmp_path / "music", "--db", db).returncode == 0  # a run to undo
+    before = _bytes(files)
+    # another reader keeps DB-wal and DB-shm in place: the disk fills up under a command that
+    # opened the database, mid-way (without it, opening fails already: a case of its own)
+    holder = sqlite3.connect(db)
+    holder.execute("SELECT count(*) FROM tracks").fetchall()
+    _fill(small_disk)
+    for command in (("learn", "mine", "--like", files[0]), ("write", tmp_path / "music", "--force"),
+                    ("write", "--remove", tmp_path / "music"), ("write", "--undo")):
+        line = _one_line(run_cli(*command, "--db", db))
+        assert "lib.db: the disk is full (database or disk is full) (free some space" in line, (command, line)
+    holder.close()
+    line = _one_line(run_cli("learn", "mine", "--like", files[0], "--db", db))
+    assert "lib.db: " in line and ("disk is full" in line or "I/O error" in line) and "free some space" in line
+    assert _bytes(files) == before  # no file was changed without its journal row
+    (small_disk / "filler").unlink()
+    assert run_cli("write", "--undo", "--db", db).returncode == 0  # and all works again
+    assert _bytes(files) != before
+
+
+def _damage(db, table: str) -> None:
+    """Overwrite the middle of ``table``'s root page with garbage, as a bad sector would."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (table,)).fetchone()[0]
+    with open(db, "r+b") as f:
+        f.seek((root - 1) * page_size + 8)
+        f.write(bytes(range(256)) * (page_size // 256 - 1))
+
+
+@pytest.fixture(scope="module")
+def scanned_copy(tmp_path_factory):
+    """A small scanned library (SQLite): each test damages a copy of its database."""
+    from conftest import run_cli
+
+    root = tmp_path_factory.mktemp("faults")
+    files = _library(root / "music", 3)
+    db = root / "lib.db"
+    assert run_cli("scan", root / "music", "--db", db, "--workers", "1").returncode == 0
+    return root, files, db
+
+
+def _copy(scanned_copy, tmp_path):
+    import shutil
+
+    root, files, db = scanned_copy
+    shutil.copy(db, tmp_path / "lib.db")
+    return files, tmp_path / "lib.db"
+
+
+def test_a_damaged_database_is_one_line_saying_so_in_every_command(scanned_copy, tmp_path):
+    from conftest import run_cli
+
+    files, db = _copy(scanned_copy, tmp_path)
+    _damage(db, "tracks")  # every command reads it
+    for command in (("query", "-t", "rock"), ("show", files[0]), ("similar", files[0]), ("radio", files[0]),
+                    ("stats",), ("tags",), ("learn", "mine", "--like", files[0]), ("learn", "--list"),
+                    ("write", "--dry-run"), ("write",), ("write", "--undo"), ("prune",),
+                    ("scan", files[0].parent, "--workers", "1")):
+        line = _one_line(run_cli(*command, "--db", db))
+        assert "damaged" in line and ".recover" in line, (command, line)
+
+
+def test_damage_the_command_never_reads_is_found_by_the_ones_that_check(scanned_copy, tmp_path):
+    """A damaged page of embeddings: query and show read none of it (their answers are whole);
+    stats and the commands that write check the file first (PRAGMA quick_check) and say so."""
+    from conftest import run_cli
+
+    files, db = _copy(scanned_copy, tmp_path)
+    _damage(db, "embeddings")
+    assert run_cli("query", "-t", "rock", "--db", db).returncode == 0
+    for command in (("stats",), ("scan", files[0].parent, "--workers", "1"), ("prune",),
+                    ("learn", "mine", "--like", files[0]), ("similar", files[0])):
+        line = _one_line(run_cli(*command, "--db", db))
+        assert "damaged" in line, (command, line)
+
+
+def test_an_empty_file_is_not_a_library(tmp_path):
+    from conftest import run_cli
+
+    db = tmp_path / "lib.db"
+    db.write_bytes(b"")
+    _library(tmp_path / "music", 1)
+    for command in (("stats",), ("query", "-t", "rock"), ("scan", tmp_path / "music", "--workers", "1")):
+        line = _one_line(run_cli(*command, "--db", db))
+        assert "empty file (0 bytes), not a tagger library" in line, line
+    assert db.stat().st_size == 0  # left as it was
+
+
+RUN_AS_USER = "import sys\nfrom tagger.cli import run\nsys.exit(run(sys.argv[1:]))\n"
+
+
+def _as_user(*args):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, as_unprivileged  # noqa: F401 - as_unprivileged skips without a way to drop root
+
+    code = f"import sys; sys.argv = ['tagger', *{[str(a) for a in args]!r}]\n{RUN_AS_USER}"
+    return as_unprivileged(code)
+
+
+@pytest.fixture
+def open_tmp():
+    """A temporary folder that any user may enter (pytest's are root's own), removed after."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="tagger-faults-"))
+    base.chmod(0o755)
+    yield base
+    for p in [base, *base.rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o755)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_read_only_database_is_one_line_for_commands_that_write_and_read_only_ones_work(scanned_copy, open_tmp):
+    import os
+
+    files, db = _copy(scanned_copy, open_tmp)
+    open_tmp.chmod(0o777)  # the folder lets the user create DB-shm; the file is not theirs to write
+    db.chmod(0o444)
+    for f in files:
+        os.chmod(f, 0o666)
+    assert _as_user("query", "-t", "rock", "--db", db).returncode == 0
+    for command in (("learn", "mine", "--like", files[0]), ("write",)):
+        line = _one_line(_as_user(*command, "--db", db))
+        assert "read-only" in line and "write permission" in line, (command, line)
+
+
+def test_a_database_in_a_read_only_folder_says_what_to_do(scanned_copy, open_tmp):
+    files, db = _copy(scanned_copy, open_tmp)
+    folder = open_tmp / "ro"
+    folder.mkdir()
+    ro_db = folder / "lib.db"
+    db.rename(ro_db)
+    ro_db.chmod(0o644)
+    folder.chmod(0o555)
+    line = _one_line(_as_user("query", "-t", "rock", "--db", ro_db))
+    assert "make its folder writable" in line, line
+
+
+def test_the_server_going_away_during_write_is_one_line_and_undo_restores_every_file(tmp_path, pg_url):
+    import subprocess
+    import sys
+    import time
+
+    from conftest import run_cli
+    from sqlalchemy import create_engine, text
+
+    from tagger.store.db import db_url
+
+    files = _library(tmp_path / "music", 30, seconds=3.0)
+    assert run_cli("scan", tmp_path / "music", "--db", pg_url, "--workers", "1").returncode == 0
+    before = _bytes(files)
+    write = subprocess.Popen([sys.executable, "-m", "tagger", "write", tmp_path / "music", "--db", pg_url],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    engine = create_engine(db_url(pg_url))
+    deadline = time.monotonic() + 120
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        while _bytes(files) == before and write.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # until the first file is written
+        while write.poll() is None and time.monotonic() < deadline:  # as a restart would: every session
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                              "datname = current_database() AND pid <> pg_backend_pid()"))
+            time.sleep(0.05)
+    engine.dispose()
+    out, err = write.communicate(timeout=60)
+    line = _one_line(err)
+    assert "lost" in line and ("writer lock" in line or "connection to the database server" in line), line
+    undo = run_cli("write", "--undo", "--db", pg_url)
+    assert undo.returncode == 0, undo.stderr
+    assert _bytes(files) == before  # the journal held every file the write changed
+
+
+def test_prune_takes_the_writer_lock_like_write(db):
+    """prune beside a scan: on SQLite it held the database's write lock for a minute (the scan
+    and a learn beside it failed, the learn with a traceback), on PostgreSQL it could drop a
+    track that the scan was moving. Now it waits for no one and refuses in one line."""
+    from conftest import run_cli
+
+    from tagger.store.catalog import Store
+    from tagger.store.lock import writer_lock
+
+    Store(db).sql_engine.dispose()
+    with writer_lock(db, shared=True):  # as a running scan holds it
+        line = _one_line(run_cli("prune", "--db", db))
+        assert "another tagger scan or write is writing to this database" in line, line
+    assert run_cli("prune", "--db", db).returncode == 0

@@ -48,7 +48,7 @@ def learn_command(
     _check_combination(name, like, unlike, list_, remove, as_json)
     from tagger.store.catalog import Store
 
-    library = Store(db_path(db), create=False, check=not list_)
+    library = Store(db_path(db), create=False, check=False if list_ else "cheap")
     if list_:
         _list(library, as_json)
         return

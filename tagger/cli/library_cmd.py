@@ -120,8 +120,11 @@ def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0,
 
 def stats_command(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                   db: str = DB_OPTION) -> None:
-    """Tracks, hours, formats, failures and models in the library, and where it is."""
-    s = _library(db).stats()
+    """Tracks, hours, formats, failures and models in the library, and where it is (and
+    whether the file is damaged, where checking is quick)."""
+    from tagger.store.catalog import Store
+
+    s = Store(db_path(db), create=False, check="cheap").stats()
     if as_json:
         from tagger.store.db import display_db
 
@@ -142,7 +145,7 @@ def prune_command(db: str = DB_OPTION) -> None:
     """Delete tracks whose files are gone (marked missing by the last scan)."""
     from tagger.store.catalog import Store
 
-    library = Store(db_path(db), create=False, check=True)
+    library = Store(db_path(db), create=False, check="cheap")
     with library.writing():  # not beside a scan (whose moves it could drop) or a write
         n = library.prune()
     print(f"removed {plural(n, 'missing track')}")

@@ -73,7 +73,7 @@ def write_command(
     from tagger.store.catalog import Store
 
     parsed_fields = parse_fields(fields)  # a bad --fields is a command line error, before any work
-    library = Store(db_path(db), create=False, check=not dry_run)
+    library = Store(db_path(db), create=False, check=False if dry_run else "cheap")
     console = stdout_console()
     report = _Reporter(console, _stderr_console(), dry_run)
     # one writer per database: a scan or another write must not rewrite the same files meanwhile

@@ -128,8 +128,9 @@ class Stats:
 class Store:
     """One library database (a SQLite file or a server URL)."""
 
-    def __init__(self, db: str, create: bool = True, check: bool = False) -> None:
-        """``check``: a SQLite file is checked for damage first (commands that write)."""
+    def __init__(self, db: str, create: bool = True, check: bool | str = False) -> None:
+        """``check``: a SQLite file is checked for damage first, always (True) or where it is
+        cheap ("cheap"; tagger.store.db.open_engine)."""
         self.db = db
         self.sql_engine = open_engine(db, create=create, check=check)
         self.lock: WriterLock | None = None  # the writer lock, while this process holds it

@@ -223,23 +223,35 @@ def _on_error(db: str, context) -> BaseException | None:
 
 
 def _check_sqlite_file(path: Path, create: bool) -> None:
-    if not path.exists():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         if not create:
-            raise StoreError(path, "no such database", "run 'tagger scan FOLDER' first, or pass --db")
+            raise StoreError(path, "no such database", "run 'tagger scan FOLDER' first, or pass --db") from None
         return
+    except OSError as e:  # a folder on the way that this user may not enter
+        raise StoreError(path, f"cannot open the database file: {e.strerror or e}",
+                         "check the permissions of the file and of the folders above it") from None
     if path.is_dir():
         raise StoreError(path, "is a directory, not a database file")
     wal = Path(f"{path}-wal")
     # a new library in WAL mode may have all of its pages in DB-wal still, and a 0-byte file
-    if path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
+    if st.st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
         raise StoreError(path, "is an empty file (0 bytes), not a tagger library",
                          "delete it to start a new library there, or pass --db")
 
 
-def open_engine(db: str, create: bool = True, check: bool = False) -> Engine:
+# a SQLite file this small is checked for damage in a fraction of a second (quick_check reads every
+# page: ~3 s for the 300 MB of a 100,000-track library, measured on 2 shared cores)
+CHEAP_CHECK_BYTES = 64 << 20
+
+
+def open_engine(db: str, create: bool = True, check: bool | str = False) -> Engine:
     """An engine on ``db`` (a path or an SQLAlchemy URL) with the schema in place. Its errors
-    that are the database's own failures are one-line StoreErrors. ``check``: a SQLite file
-    is checked for damage first (``PRAGMA quick_check``: reads every page, ~N ms per 100 MB)."""
+    that are the database's own failures are one-line StoreErrors. ``check``: a SQLite file is
+    checked for damage first (``PRAGMA quick_check``), always (True) or where that is cheap
+    ("cheap": files up to CHEAP_CHECK_BYTES). Elsewhere damage is reported when a command
+    reads a damaged page."""
     url = db_url(db)
     if url.startswith("sqlite:///"):
         path = Path(url.removeprefix("sqlite:///"))
@@ -254,7 +266,8 @@ def open_engine(db: str, create: bool = True, check: bool = False) -> Engine:
     event.listen(engine, "handle_error", partial(_on_error, db), retval=True)
     try:
         _migrate(engine, db)
-        if check and engine.dialect.name == "sqlite":
+        if engine.dialect.name == "sqlite" and (check is True or (
+                check == "cheap" and path.stat().st_size <= CHEAP_CHECK_BYTES)):
             _quick_check(engine, db)
     except (OperationalError, DatabaseError) as e:  # what the handler left: not a failure it knows
         if "://" in db:
@@ -266,6 +279,7 @@ def open_engine(db: str, create: bool = True, check: bool = False) -> Engine:
 
 def _quick_check(engine: Engine, db: str) -> None:
     with engine.connect() as conn:
-        problems = [r[0] for r in conn.exec_driver_sql("PRAGMA quick_check(3)")]
+        problems = [" ".join(str(r[0]).replace("*** in database main ***", "").split())
+                    for r in conn.exec_driver_sql("PRAGMA quick_check(3)")]
     if problems != ["ok"]:
         raise StoreError(db, f"the database file is damaged ({'; '.join(problems)[:200]})", DAMAGED_HINT)

@@ -24,6 +24,8 @@ class StoreError(TaggerError):
     disk, a read-only or damaged file, a server that went away)."""
 
 
+_FOLDER_HINT = ("SQLite needs to create DB-wal and DB-shm beside the database, even to read it: make its folder "
+                "writable, or copy the database into a folder that is")
 DAMAGED_HINT = "restore it from a backup, or rescue what is left: sqlite3 DB .recover | sqlite3 NEW.db"
 
 # SQLite result codes (``sqlite3.Error.sqlite_errorname``, its primary part) → (what, what to do)
@@ -40,8 +42,10 @@ _SQLITE = {
     "SQLITE_LOCKED": ("the database is locked by another program", "wait for it to finish and try again"),
     "SQLITE_IOERR": ("the database file cannot be read or written (an I/O error)",
                      "check the disk (dmesg), or free some space; what was committed before is kept"),
-    "SQLITE_CANTOPEN": ("cannot open the database file", "tagger needs to create DB-wal and DB-shm beside "
-                        "it: make its folder writable, or copy the database to a folder that is"),
+    "SQLITE_CANTOPEN": ("cannot open the database file", _FOLDER_HINT),
+    # extended codes: a read-only folder (DB-wal and DB-shm cannot be created), even for reading
+    "SQLITE_READONLY_DIRECTORY": ("cannot use the database in a folder tagger may not write to", _FOLDER_HINT),
+    "SQLITE_READONLY_CANTINIT": ("cannot use the database in a folder tagger may not write to", _FOLDER_HINT),
     "SQLITE_NOMEM": ("SQLite ran out of memory", "close other programs and try again"),
 }
 
@@ -104,10 +108,8 @@ def classify(error: BaseException, disconnect: bool = False) -> tuple[str, str] 
     if isinstance(error, sqlite3.Error):
         name = getattr(error, "sqlite_errorname", "") or ""
         primary = "_".join(name.split("_")[:2])
-        if name.startswith("SQLITE_CANTOPEN") or primary == "SQLITE_CANTOPEN":
-            return _SQLITE["SQLITE_CANTOPEN"]
-        if primary in _SQLITE:
-            return _SQLITE[primary]
+        if name in _SQLITE or primary in _SQLITE:
+            return _SQLITE.get(name) or _SQLITE[primary]
         text = str(error)
         if "malformed" in text:  # some builds raise a plain DatabaseError without the code
             return _SQLITE["SQLITE_CORRUPT"]
