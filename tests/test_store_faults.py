@@ -540,3 +540,43 @@ def test_prune_takes_the_writer_lock_like_write(db):
         line = _one_line(run_cli("prune", "--db", db))
         assert "another tagger scan or write is writing to this database" in line, line
     assert run_cli("prune", "--db", db).returncode == 0
+
+
+# --- numbers and strings bounded before they reach SQL ------------------------------------------
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def tiny(request, tmp_path_factory):
+    """A scanned library of two tracks on each store, read by the bound probes."""
+    from conftest import run_cli
+
+    root = tmp_path_factory.mktemp("tiny")
+    files = _library(root / "music", 2)
+    db = str(root / "lib.db") if request.param == "sqlite" else request.getfixturevalue("pg_server").create_database()
+    assert run_cli("scan", root / "music", "--db", db, "--workers", "1").returncode == 0
+    return files, db
+
+
+def test_numbers_and_strings_are_bounded_before_they_reach_sql(tiny):
+    from conftest import run_cli
+
+    files, db = tiny
+    huge = "99999999999999999999"
+    for command, status in ((("query", "-t", "rock", "--where", f"year>={huge}"), 2),
+                            (("query", "-t", "rock", "--where", "year<=3000000000"), 2),
+                            (("query", "-t", "rock", "--where", "track_no=2147483648"), 2),
+                            (("query", "-t", "rock", "-n", huge), 2),
+                            (("similar", files[0], "-n", huge), 2),
+                            (("radio", files[0], "-n", huge), 2),
+                            (("write", "--undo", "--run", huge), 2),
+                            (("learn", "x", "--like", files[0], "--seed", huge), 2),
+                            (("query", "-t", "rock", "--where", "artist~" + "x" * 50_000), 2),
+                            (("query", "-t", "rock", "-m", "m" * 50_000), 1),
+                            (("learn", "x" * 100_000, "--like", files[0]), 2),
+                            (("query", "-t", "y" * 100_000), 1)):
+        line = _one_line(run_cli(*command, "--db", db), status)
+        assert len(line) < 400, (command[:2], line[:400])  # what was typed is not echoed whole
+    # a model is named, or picked by a prefix of its hash: LIKE's % and _ are not wildcards
+    line = _one_line(run_cli("query", "-t", "rock", "-m", "%", "--db", db))
+    assert "no results from a model named '%'" in line, line
+    assert run_cli("query", "-t", "rock", "-m", "51363aaf", "--db", db).returncode == 0
+    assert run_cli("query", "-t", "rock", "--where", "year<=2147483647", "--db", db).returncode == 0

@@ -35,6 +35,10 @@ DB_OPTION = typer.Option(None, "--db", envvar="TAGGER_DB", show_default=False, m
                          help="Library database: a file or an SQLAlchemy URL. "
                               f"Default: {_home_short(default_db())}")
 DEVICE_METAVAR = "[auto|cpu|cuda|cuda:N]"
+# the largest count or row number an option takes (both databases' 32-bit integers; a number
+# past it is a usage error, not an SQL overflow)
+COUNT_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds
 # a probability at which a tag is taken to apply (as tagger write's default --min)
 TAG_APPLIES = 0.2
 

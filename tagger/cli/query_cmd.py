@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import DB_OPTION, TAG_APPLIES, db_path, plural, printable, stdout_console, warn
+from tagger.cli.common import COUNT_MAX, DB_OPTION, TAG_APPLIES, db_path, plural, printable, stdout_console, warn
 from tagger.cli.tracklist import Format, display_name, mmss, write_m3u, write_paths
 from tagger.files.fields import TRACK_METADATA
 
@@ -30,7 +30,7 @@ def query_command(
                                       help="Rank down tracks with this tag (score 1 − p)."),
     min_score: float = typer.Option(None, "--min", min=0.0, max=1.0, metavar="P", show_default=False,
                                     help="Only tracks whose score is at least this."),
-    top: int = typer.Option(50, "--top", "-n", min=0, metavar="N", help="How many tracks; 0 for all."),
+    top: int = typer.Option(50, "--top", "-n", min=0, max=COUNT_MAX, metavar="N", help="How many tracks; 0 for all."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
                               help="Whose scores to rank by (default: the model that scored most tracks)."),
     where: list[str] = typer.Option([], "--where", "-w", metavar="FIELD=VALUE", show_default=False,

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tagger.cli.common import DB_OPTION, db_path, stdout_console
+from tagger.cli.common import COUNT_MAX, DB_OPTION, db_path, stdout_console
 from tagger.errors import CommandLineError
 from tagger.files.fields import FIELD_CHOICES
 
@@ -55,7 +55,7 @@ def write_command(
     remove: bool = typer.Option(False, "--remove", metavar=FLAG, help="Delete tagger's own fields (nothing else)."),
     undo_: bool = typer.Option(False, "--undo", metavar=FLAG,
                                help="Restore what the last write (or --run N) changed."),
-    run: int = typer.Option(None, "--run", metavar="N", show_default=False, help="With --undo: the run to undo."),
+    run: int = typer.Option(None, "--run", min=1, max=COUNT_MAX, metavar="N", show_default=False, help="With --undo: the run to undo."),
     db: str = _db_option(),
 ) -> None:
     """Write each selected track's top tags into its file (TAGGER_TAGS, TAGGER_SCORES,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tagger.errors import CommandLineError, UsageError
+from tagger.errors import CommandLineError, UsageError, quoted
 from tagger.library.standardise import Standardiser
 from tagger.model.vocab import tag_name
 
@@ -78,7 +78,7 @@ def check_name(text: str, model: StoredModel) -> str:
     it is not a plain word or clashes with one of the model's tags, groups or aliases."""
     name = tag_name(text)
     if not NAME_PATTERN.fullmatch(name) or len(name) > MAX_NAME:
-        raise CommandLineError(None, f"{text!r} cannot name a tag",
+        raise CommandLineError(None, f"{quoted(text)} cannot name a tag",
                          f"use up to {MAX_NAME} letters, digits and _ (spaces become _), starting with a letter or digit")
     if model.vocabulary.resolve(name) is not None or name in model.vocabulary.aliases:
         kind = "group" if name in model.vocabulary.groups or name in model.vocabulary.aliases else "tag"

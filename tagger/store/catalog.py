@@ -9,6 +9,7 @@ runs no model and no classifier.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
-from tagger.errors import NOT_FINITE, UsageError
+from tagger.errors import NOT_FINITE, UsageError, quoted
 from tagger.model.modelcard import ModelCard
 from tagger.model.vocab import Vocabulary, tag_name
 from tagger.store.db import open_engine
@@ -67,6 +68,8 @@ class ScoredFile(Protocol):
     error: str | None
     metadata: dict | None  # the file's own title, artist, … (files.tagfile.read_track_metadata)
 
+
+_HEX = re.compile("[0-9a-f]{1,64}")
 
 # embeddings float32 [N, E] as stored → {tag id: probabilities [N]}
 ExtraScores = Callable[["np.ndarray"], Mapping[int, "np.ndarray"]]
@@ -194,7 +197,10 @@ class Store:
             elif sha256:
                 q = q.where(models.c.sha256 == sha256)
             elif name:
-                q = q.where((models.c.name == name) | (models.c.sha256.startswith(name))).order_by(models.c.id.desc())
+                by_name = models.c.name == name
+                if _HEX.fullmatch(name):  # or a prefix of its hash (hex digits only: LIKE sees no % or _)
+                    by_name = by_name | models.c.sha256.startswith(name, autoescape=True)
+                q = q.where(by_name).order_by(models.c.id.desc())
             else:
                 used = (select(tracks.c.model_id, func.count().label("n")).where(tracks.c.status == "ok")
                         .group_by(tracks.c.model_id).order_by(func.count().desc()).limit(1)).subquery()
@@ -203,7 +209,7 @@ class Store:
             if row is None:
                 if name:
                     known = conn.execute(select(models.c.name).distinct()).scalars().all()
-                    raise UsageError(None, f"no results from a model named {name!r} in this database",
+                    raise UsageError(None, f"no results from a model named {quoted(name)} in this database",
                                      f"models here: {', '.join(known) or 'none'}")
                 raise UsageError(None, "the database holds no tagged tracks yet",
                                  "run 'tagger scan FOLDER' first")
