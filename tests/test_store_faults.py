@@ -580,3 +580,27 @@ def test_numbers_and_strings_are_bounded_before_they_reach_sql(tiny):
     assert "no results from a model named '%'" in line, line
     assert run_cli("query", "-t", "rock", "-m", "51363aaf", "--db", db).returncode == 0
     assert run_cli("query", "-t", "rock", "--where", "year<=2147483647", "--db", db).returncode == 0
+
+
+# --- smaller ones ------------------------------------------------------------------------------
+
+def test_an_at_sign_in_a_password_is_one_line_that_shows_none_of_it(pg_server):
+    from conftest import run_cli
+
+    url = f"postgresql://tagger:sec@ret-pw@127.0.0.1:{pg_server.port}/postgres"
+    line = _one_line(run_cli("stats", "--db", url))
+    assert "holds an '@'" in line and "%40" in line and "ret-pw" not in line and "sec" not in line, line
+
+
+def test_a_fifo_or_a_device_is_not_an_audio_file(scanned_copy, tmp_path):
+    import os
+
+    from conftest import run_cli
+
+    _, _, db = scanned_copy
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    for command in (("tag", fifo), ("tag", "/dev/zero"), ("similar", fifo, "--db", db),
+                    ("similar", "/dev/zero", "--db", db)):
+        line = _one_line(run_cli(*command))
+        assert "is not a regular file" in line, (command, line)

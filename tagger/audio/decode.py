@@ -5,6 +5,7 @@ that opens audio, and it never holds a whole long track: audio flows through in 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,7 +99,10 @@ def _check_readable(path: Path) -> Path:
         raise DecodeError(path, "is a directory, not an audio file")
     if not os.access(path, os.R_OK):
         raise DecodeError(path, "permission denied")
-    if path.stat().st_size == 0:
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read; /dev/zero would never end
+        raise DecodeError(path, "is not a regular file (a FIFO, socket or device)", "give an audio file")
+    if st.st_size == 0:
         raise DecodeError(path, "empty file (0 bytes)")
     return path
 

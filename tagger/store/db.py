@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
-from tagger.store.failures import DAMAGED_HINT, StoreError, database_failure, display_db, store_error
+from tagger.store.failures import DAMAGED_HINT, StoreError, database_failure, display_db, store_error, url_authority
 from tagger.store.location import default_db  # noqa: F401 - its home before location.py
 from tagger.store.schema import (
     SCHEMA_VERSION,
@@ -169,6 +169,9 @@ def _connect_error(db: str, orig: BaseException) -> StoreError:
 
 def _create_engine(db: str, url: str) -> Engine:
     """create_engine, with what goes wrong before any connection as one-line errors."""
+    if "://" in db and url_authority(db).count("@") > 1:  # SQLAlchemy would take the rest for the host
+        raise _url_error(db, "the user name or password holds an '@'",
+                         "write it as %40 in the URL: postgresql://USER:PASS%40WORD@HOST/DATABASE")
     try:
         parsed: URL = make_url(url)
     except (ArgumentError, ValueError) as e:

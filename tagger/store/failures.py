@@ -82,12 +82,21 @@ def display_db(db: str) -> str:
     """``db`` as it may be printed: a path as it is, a URL with its password hidden."""
     if "://" not in db:
         return db
+    authority = url_authority(db)
+    if authority.count("@") > 1:  # an '@' of the password would be shown as part of the host
+        scheme, rest = db.split("://", 1)
+        return f"{scheme}://***@{authority.rsplit('@', 1)[1]}{rest[len(authority):]}"
     try:
         shown = make_url(db).render_as_string(hide_password=True)
         return re.sub(r"([?&](?:password|passwd)=)[^&]*", r"\1***", shown, flags=re.I)  # ?password=… too
     except (ArgumentError, ValueError):
         return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", db)
 
+
+
+def url_authority(url: str) -> str:
+    """USER:PASSWORD@HOST:PORT of a URL: what lies between ``://`` and the path or query."""
+    return re.split(r"[/?#]", url.split("://", 1)[1], maxsplit=1)[0]
 
 
 def _first_line(error: BaseException) -> str:
