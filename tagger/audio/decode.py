@@ -19,7 +19,7 @@ from tagger.errors import DecodeError
 
 
 @contextmanager
-def _c_stderr_silenced():
+def c_stderr_silenced():
     """libmpg123 inside libsndfile prints resync notes straight to fd 2 on damaged MP3s;
     the user gets our one-line error instead."""
     try:
@@ -41,14 +41,14 @@ BLOCK_FRAMES = 1 << 16  # source frames per read: ~1.5 s at 44.1 kHz, a few hund
 
 def _soundfile_blocks(path: Path) -> tuple[Iterator[np.ndarray], int, str]:
     """Mono float32 blocks at the file's own rate, read ``BLOCK_FRAMES`` at a time."""
-    with _c_stderr_silenced():
+    with c_stderr_silenced():
         f = sf.SoundFile(str(path))
     fmt = "opus" if f.subtype == "OPUS" else f.format
 
     def blocks() -> Iterator[np.ndarray]:
         with f:
             while True:
-                with _c_stderr_silenced():
+                with c_stderr_silenced():
                     data = f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
                 if not len(data):
                     return
@@ -193,7 +193,7 @@ def _seek_chunks(path: Path, sample_rate: int, chunk: int, n_chunks: int) -> tup
     """Read only the N chunks, with libsndfile's sample-exact seeks; None when the file is
     short enough that reading it whole is as cheap, or libsndfile cannot open it."""
     try:
-        with _c_stderr_silenced(), sf.SoundFile(str(path)) as f:
+        with c_stderr_silenced(), sf.SoundFile(str(path)) as f:
             sr, frames = f.samplerate, f.frames
             if frames <= 0 or not f.seekable():
                 return None

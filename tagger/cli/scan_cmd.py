@@ -39,6 +39,7 @@ class _Rate(ProgressColumn):
 
 
 def scan_command(
+    ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="Folders (or files) to scan.", show_default=False),
     db: str = DB_OPTION,
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Built-in model name or model file."),
@@ -99,7 +100,8 @@ def scan_command(
     options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
                           include_hidden=hidden, compile=compile, precision=precision, scan_engine=engine,
-                          ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus)
+                          ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus,
+                          verbose=bool(ctx.find_root().params.get("verbose")))
     writing = _TagWriting(top, min_prob, fields, force) if write_tags and not dry_run else None
     out, err = stdout_console(), stderr_console()
     interactive = err.is_terminal

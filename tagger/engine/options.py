@@ -30,3 +30,4 @@ class ScanOptions:
     ray_address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
     ray_actors: int | None = None  # model actors; None: one per GPU on a GPU cluster, else one
     ray_gpus: float | None = None  # GPUs per model actor; None: 1 where the cluster has GPUs, else 0
+    verbose: bool = False  # the engines' own logs (Ray's) on the terminal too
