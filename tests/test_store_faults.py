@@ -442,10 +442,8 @@ RUN_AS_USER = "import sys\nfrom tagger.cli import run\nsys.exit(run(sys.argv[1:]
 
 
 def _as_user(*args):
-    import subprocess
-    import sys
-
-    from conftest import ROOT, as_unprivileged  # noqa: F401 - as_unprivileged skips without a way to drop root
+    """The command line as a user without root's powers (skips where that cannot be)."""
+    from conftest import as_unprivileged
 
     code = f"import sys; sys.argv = ['tagger', *{[str(a) for a in args]!r}]\n{RUN_AS_USER}"
     return as_unprivileged(code)
