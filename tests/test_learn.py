@@ -305,7 +305,9 @@ def test_list_relearn_and_remove(library, learned):
 
 
 def test_classifier_is_scikit_learns():
-    """What is stored and applied at scan time is the regression scikit-learn fitted."""
+    """What is stored and applied at scan time is the regression scikit-learn fits (its
+    objective's minimum: tagger.library.logistic finds it by Newton's method, scikit-learn's
+    lbfgs to its tolerance, here made tight and in float64)."""
     from tagger.library.learned import Classifier, cross_validate, fit
     from tagger.library.standardise import Standardiser
 
@@ -324,8 +326,9 @@ def test_classifier_is_scikit_learns():
     p = again.probabilities(x)
     from sklearn.linear_model import LogisticRegression
 
-    ref = LogisticRegression(C=0.02, class_weight="balanced", max_iter=2000).fit(z, y).predict_proba(z)[:, 1]
-    assert p == pytest.approx(ref, abs=1e-5)
+    ref = LogisticRegression(C=0.02, class_weight="balanced", max_iter=20000, tol=1e-12).fit(
+        z.astype(np.float64), y).predict_proba(z.astype(np.float64))[:, 1]
+    assert p == pytest.approx(ref, abs=1e-6)
     assert cross_validate(z[:58], np.r_[np.ones(1), np.zeros(57)], 0) == (0, None)
 
 

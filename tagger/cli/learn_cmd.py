@@ -11,7 +11,7 @@ from rich.table import Table
 from tagger.cli.common import DB_OPTION, SEED_MAX, db_path, plural, stdout_console, warn
 from tagger.errors import CommandLineError, UsageError, quoted
 
-# tagger.store.catalog (SQLAlchemy, numpy), tagger.library.learned and scikit-learn load when the command
+# tagger.store.catalog (SQLAlchemy, numpy), and tagger.library.learned load when the command
 # runs: every command's --help imports this module
 
 EXAMPLES_METAVAR = "PATH|M3U|tag:TAG[>=P]"

@@ -63,6 +63,10 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes of tagger
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
+    # 64 MB of page cache (SQLite's default is 2 MB), taken only as pages are read: deleting or
+    # rewriting rows spread over a 300 MB library (prune, re-learning a tag) otherwise reads the
+    # same pages again and again (prune of 50,000 tracks: 45 s)
+    cur.execute("PRAGMA cache_size=-65536")
     cur.close()
 
 

@@ -133,11 +133,14 @@ learned_tags = Table("learned_tags", metadata,
 
 # their scores (schema 4; in ``scores`` before): one tag's rows together, so learning a tag writes
 # one run of rows and re-learning it deletes one, instead of touching every page of ``scores``
-# (whose rows are clustered by track). Read as ``scores`` is: by tag, by probability, by track.
+# (whose rows are clustered by track). Two B-trees: the rows by (tag, track), and the ranked
+# lookup by (tag, probability). A track's rows are found by (each learned tag, track); there is
+# no index led by the track, nor so a foreign key to tracks (its checks would need one, and every
+# learned tag's 100,000 rows would maintain it): the store deletes a track's learned scores
+# itself wherever it deletes or rescores the track (Store.save, Store.prune).
 learned_scores = Table("learned_scores", metadata,
                        Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
-                       Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),
+                       Column("track_id", Integer, primary_key=True),  # tracks.id
                        Column("prob", Float, nullable=False),
                        sqlite_with_rowid=False)
 Index("ix_learned_scores_tag_prob", learned_scores.c.tag_id, learned_scores.c.prob)
-Index("ix_learned_scores_track", learned_scores.c.track_id)
