@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
-from library100k import add_arguments, build, database, exists, where
+from library100k import add_arguments, build, database, exists, load, timed, where
 
 from tagger.engine.results import TrackResult
 from tagger.store.catalog import Store
@@ -65,18 +64,19 @@ def main() -> None:
     with open(m3u, "w") as f:
         f.write("#EXTM3U\n" + "".join(path_of(i) + "\n" for i in liked))
     # the library's paths are not on this disk: an m3u entry is found by its stored path
-    times = []
+    times, cpus = [], []
     for run in range(5):
-        t = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "tagger", "learn", "bench", "--like", m3u, "--db", db],
-                                capture_output=True, text=True)
-        times.append(time.perf_counter() - t)
+        wall, cpu, result = timed([sys.executable, "-m", "tagger", "learn", "bench", "--like", m3u, "--db", db])
+        times.append(wall)
+        cpus.append(cpu)
         if result.returncode != 0:
             sys.exit(result.stderr)
-        print(f"run {run + 1} ({'new tag' if run == 0 else 're-learn'}): {times[-1]:.2f} s whole process")
+        print(f"run {run + 1} ({'new tag' if run == 0 else 're-learn'}): {wall:.2f} s whole process, "
+              f"{cpu:.2f} s CPU ({load()})")
         if run == 0:
             print("  " + result.stdout.strip().replace("\n", "\n  "))
-    print(f"whole process, new tag {times[0]:.2f} s; re-learn median {statistics.median(times[1:]):.2f} s")
+    print(f"whole process, new tag {times[0]:.2f} s; re-learn median {statistics.median(times[1:]):.2f} s "
+          f"(CPU {cpus[0]:.2f} s; {statistics.median(cpus[1:]):.2f} s)")
     phases(lib, m3u)
     check_ranking(lib, set(liked), args.tracks)
 

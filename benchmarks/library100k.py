@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -91,3 +92,22 @@ def settle(lib) -> None:
 
 def where(db: str) -> str:
     return "SQLite" if is_sqlite(db) else "PostgreSQL 15 (local, fsync off)"
+
+
+def timed(cmd: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run ``cmd``: (wall seconds, CPU seconds of the process and its children, the result).
+    CPU time is what a busy shared machine changes least: say which one a figure is."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), result
+
+
+def load() -> str:
+    """The machine's load average now (1, 5 min), for the figures' conditions."""
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} / {five:.1f} on {os.cpu_count()} cores"

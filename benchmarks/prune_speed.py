@@ -20,10 +20,9 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 
 from learn_speed import cluster_of, track
-from library100k import add_arguments, build, database, exists, is_sqlite, settle, where
+from library100k import add_arguments, build, database, exists, is_sqlite, load, settle, timed, where
 from sqlalchemy import create_engine, text
 
 from tagger.store.catalog import Store
@@ -31,20 +30,20 @@ from tagger.store.db import db_url
 
 
 def prepare(db: str, n: int, reuse: bool) -> None:
+    """The library (built, unless ``reuse``), with one learned tag (as a library that uses
+    tagger learn has) and every other track marked missing."""
     if not (reuse and exists(db)):
         build(db, n, track, "musicnn-vgg-mtt")
-        lib = Store(db)
-        model = lib.model()
-        # one learned tag, as a library that uses tagger learn has
+    lib = Store(db)
+    if not lib.learned_tag_rows("bench"):
         liked = [i + 1 for i in range(n) if cluster_of(i) == 0][:200]
         run = subprocess.run([sys.executable, "-c", LEARN, db, *map(str, liked)], capture_output=True, text=True)
         if run.returncode:
             sys.exit(run.stderr)
-        with lib.sql_engine.begin() as conn:
-            conn.execute(text("UPDATE tracks SET status = 'missing' WHERE id % 2 = 0"))
-        settle(lib)
-        print(f"  ({model.name}; every other track marked missing)")
-        lib.sql_engine.dispose()
+    with lib.sql_engine.begin() as conn:
+        conn.execute(text("UPDATE tracks SET status = 'missing' WHERE id % 2 = 0"))
+    settle(lib)
+    lib.sql_engine.dispose()
 
 
 LEARN = """
@@ -84,15 +83,16 @@ def main() -> None:
     prepare(db, args.tracks, args.reuse)
     print(f"{where(db)}, {args.tracks:,} tracks, {args.tracks // 2:,} of them missing")
     Store(db).sql_engine.dispose()  # (closes what the build left open, so the copies are whole)
-    times = []
+    times, cpus = [], []
     for copy in copies(db, 3):
-        t = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "tagger", "prune", "--db", copy], capture_output=True, text=True)
-        times.append(time.perf_counter() - t)
+        wall, cpu, result = timed([sys.executable, "-m", "tagger", "prune", "--db", copy])
+        times.append(wall)
+        cpus.append(cpu)
         if result.returncode:
             sys.exit(result.stderr)
-        print(f"  {result.stdout.strip()}: {times[-1]:.2f} s whole process")
-    print(f"prune, whole process: median {statistics.median(times):.2f} s (of {len(times)})")
+        print(f"  {result.stdout.strip()}: {wall:.2f} s whole process, {cpu:.2f} s CPU ({load()})")
+    print(f"prune, whole process: median {statistics.median(times):.2f} s, CPU {statistics.median(cpus):.2f} s "
+          f"(of {len(times)})")
 
 
 if __name__ == "__main__":

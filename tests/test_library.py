@@ -188,7 +188,10 @@ def _downgrade(conn, version: int) -> None:
         conn.execute(text("INSERT INTO scores (track_id, tag_id, prob) SELECT track_id, tag_id, prob "
                           "FROM learned_scores"))
         conn.execute(text("DROP TABLE learned_scores"))
+        conn.execute(text("DELETE FROM meta WHERE key = 'index_version'"))
         conn.execute(text("DROP INDEX ux_tracks_path_key"))
+        conn.execute(text("DROP INDEX ix_tracks_status_model"))
+        conn.execute(text("CREATE INDEX ix_tracks_status ON tracks (status)"))
         for column in ("path_key", "title_folded", "artist_folded", "album_folded", "album_artist_folded",
                        "genre_folded", "format_folded", "path_folded"):
             conn.execute(text(f"ALTER TABLE tracks DROP COLUMN {column}"))

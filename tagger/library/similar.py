@@ -23,6 +23,7 @@ import numpy as np
 
 from tagger.errors import TaggerError, UsageError
 from tagger.files.fields import TRACK_METADATA
+from tagger.library import index_cache
 from tagger.library.standardise import BLOCK, Standardiser
 
 if TYPE_CHECKING:
@@ -174,10 +175,21 @@ class EmbeddingIndex:
 
 def load_index(library: Store, model: StoredModel, space: str = DEFAULT_SPACE,
                keep_raw: bool = False) -> EmbeddingIndex:
-    """Every ``'ok'`` track of ``model`` with its embedding, in ``space`` fitted over them."""
+    """Every ``'ok'`` track of ``model`` with its embedding, in ``space`` fitted over them: the
+    index kept from an earlier command where the store has not changed since
+    (tagger.library.index_cache), else read from the store (and kept)."""
+    path = index_cache.path_for(library.db, model.sha256, space)
+    version = library.index_version()
+    cached = None if keep_raw else index_cache.load(path, version, model.id)
+    if cached is not None:
+        return EmbeddingIndex(model, Space(space, cached.mean, cached.proj), cached.track_ids,
+                              RowFingerprints(library.fingerprints, cached.track_ids), cached.vectors)
     stored = library.embeddings_of(model)
     fitted = fit_space(space, stored.vectors)
     vectors = fitted(stored.vectors, inplace=not keep_raw)
+    if library.index_version() == version:  # nothing was committed while it was read: it is of that version
+        index_cache.save(path, version, model.id,
+                         index_cache.CachedIndex(stored.track_ids, vectors, fitted.mean, fitted.proj))
     return EmbeddingIndex(model, fitted, stored.track_ids, RowFingerprints(library.fingerprints, stored.track_ids),
                           vectors, stored.vectors if keep_raw else None)
 
@@ -398,7 +410,11 @@ class Neighbourhood:
 
     def _artists(self, ids: Sequence[int]) -> dict[int, str]:
         """track id → the artist key --max-per-artist counts (see ``radio``)."""
-        return {tid: artist_key(r) for tid, r in self._track_info(list(ids)).items()}
+        rows = self.library.tracks_by_id(list(ids), ARTIST_COLUMNS)  # (a pool is thousands of tracks)
+        return {tid: artist_key(r) for tid, r in rows.items()}
+
+
+ARTIST_COLUMNS = ("artist", "album_artist", "album", "path")  # what artist_key reads
 
 
 def artist_key(row) -> str:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, update
+from sqlalchemy import BigInteger, Connection, Text, bindparam, cast, delete, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from tagger.errors import NOT_FINITE, UsageError, quoted
@@ -25,12 +25,14 @@ from tagger.model.vocab import Vocabulary, tag_name
 from tagger.store.db import open_engine
 from tagger.store.lock import WriterLock, writer_lock
 from tagger.store.schema import (
+    INDEX_VERSION,
     TEXT_FIELDS,
     TRACK_METADATA,
     embeddings,
     folded,
     learned_scores,
     learned_tags,
+    meta,
     models,
     scores,
     tags,
@@ -236,12 +238,14 @@ class Store:
             for track_id, path, mtime_ns in moves:
                 conn.execute(update(tracks).where(tracks.c.id == track_id)
                              .values(mtime_ns=mtime_ns, status="ok", **_path_columns(path)))
+            _index_changed(conn)
 
     def set_status(self, ids: Iterable[int], status: str) -> None:
         ids = list(ids)
         with self.transaction() as conn:
             for i in range(0, len(ids), 500):
                 conn.execute(update(tracks).where(tracks.c.id.in_(ids[i:i + 500])).values(status=status))
+            _index_changed(conn)
 
     def set_missing(self, gone: Sequence[tuple[int, str]]) -> None:
         """Mark tracks ``(id, path)`` missing, each only where it still has that path: a scanner
@@ -252,6 +256,7 @@ class Store:
                                                   tracks.c.path == bindparam("old_path"))
                              .values(status="missing"),
                              [{"track_id": i, "old_path": p} for i, p in gone])
+                _index_changed(conn)
 
     def save(self, results: Sequence[ScoredFile], model: StoredModel,
              extra_scores: ExtraScores | None = None) -> list[tuple[str, str]]:
@@ -332,6 +337,7 @@ class Store:
                 conn.execute(insert(embeddings), emb_rows)
             if learned_rows:
                 conn.execute(insert(learned_scores), learned_rows)
+            _index_changed(conn)
 
     @staticmethod
     def _ids(conn: Connection, paths: Sequence[str]) -> dict[str, int]:
@@ -409,6 +415,7 @@ class Store:
             conn.execute(delete(tracks).where(tracks.c.status == "missing"))
             if rebuild:
                 index.create(conn)
+            _index_changed(conn)
         return n
 
     # --- reading ------------------------------------------------------------------------
@@ -539,6 +546,12 @@ class Store:
             fps = [known.get(int(i)) for i in ids]
         return Embeddings(ids, x.astype(np.float32), fps)
 
+    def index_version(self) -> str | None:
+        """The library's index version (see tagger.store.schema.INDEX_VERSION): equal before and
+        after a read of embeddings, it names what was read. None for a database without one."""
+        with self.sql_engine.connect() as conn:
+            return conn.execute(select(meta.c.value).where(meta.c.key == INDEX_VERSION)).scalar()
+
     def fingerprints(self, ids: Sequence[int]) -> dict[int, str | None]:
         """track id → its content fingerprint, for the ids that exist."""
         out = {}
@@ -548,12 +561,13 @@ class Store:
                                         .where(tracks.c.id.in_(list(ids[i:i + 900])))).all())
         return out
 
-    def tracks_by_id(self, ids: Sequence[int]) -> dict[int, object]:
-        """track id → its tracks row, for the ids that exist."""
+    def tracks_by_id(self, ids: Sequence[int], columns: Sequence[str] | None = None) -> dict[int, object]:
+        """track id → its tracks row (or just ``columns`` of it, and its id), for the ids that exist."""
         out = {}
+        wanted = [tracks.c.id, *(tracks.c[c] for c in columns if c != "id")] if columns else [tracks]
         with self.sql_engine.connect() as conn:
             for i in range(0, len(ids), 900):  # under SQLite's old limit of 999 parameters
-                for r in conn.execute(select(tracks).where(tracks.c.id.in_(list(ids[i:i + 900])))):
+                for r in conn.execute(select(*wanted).where(tracks.c.id.in_(list(ids[i:i + 900])))):
                     out[r.id] = r
         return out
 
@@ -636,6 +650,14 @@ def _metadata_columns(metadata: Mapping) -> dict:
     values = {k: storable(v) if isinstance(v, str) else v for k in TRACK_METADATA for v in [metadata.get(k)]}
     return values | {folded(k): fold(values[k]) if isinstance(values[k], str) else None
                      for k in TEXT_FIELDS if k in values}
+
+
+def _index_changed(conn: Connection) -> None:
+    """Move the index version on, last in a transaction that changed which tracks are 'ok' or
+    their embeddings (last: on PostgreSQL the row stays locked until the commit, and concurrent
+    scanners' commits wait for each other here only that long)."""
+    conn.execute(update(meta).where(meta.c.key == INDEX_VERSION)
+                 .values(value=cast(cast(meta.c.value, BigInteger) + 1, Text)))
 
 
 def _learned_of(track_ids) -> tuple:

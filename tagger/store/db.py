@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, Oper
 from tagger.store.failures import DAMAGED_HINT, StoreError, database_failure, display_db, store_error, url_authority
 from tagger.store.location import default_db  # noqa: F401 - its home before location.py
 from tagger.store.schema import (
+    INDEX_VERSION,
     SCHEMA_VERSION,
     TEXT_FIELDS,
     folded,
@@ -98,8 +99,11 @@ def _v3_to_v4(conn) -> None:
         conn.execute(text("ALTER TABLE tracks ALTER COLUMN path_key SET NOT NULL"))
     # (SQLite keeps its UNIQUE(path) of old: it has no length limit, and dropping it would
     # mean rebuilding the table)
-    next(i for i in tracks.indexes if i.name == "ux_tracks_path_key").create(conn)
+    for name in ("ux_tracks_path_key", "ix_tracks_status_model"):
+        next(i for i in tracks.indexes if i.name == name).create(conn)
+    conn.execute(text("DROP INDEX ix_tracks_status"))  # the new one begins with it
     learned_scores.create(conn)
+    conn.execute(meta.insert().values(key=INDEX_VERSION, value="0"))
     learned = select(learned_tags.c.tag_id)
     conn.execute(insert(learned_scores).from_select(["tag_id", "track_id", "prob"],
                                                     select(scores.c.tag_id, scores.c.track_id, scores.c.prob)
@@ -127,6 +131,7 @@ def _migrate(engine: Engine, path: str) -> None:
                                 "choose another file with --db")
             metadata.create_all(conn)
             conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            conn.execute(meta.insert().values(key=INDEX_VERSION, value="0"))
             return
         version = int(conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar_one())
         if version > SCHEMA_VERSION:

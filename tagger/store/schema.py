@@ -38,6 +38,11 @@ def folded(field: str) -> str:
 
 metadata = MetaData()
 
+# meta keys: schema_version, and (schema 4) index_version: a counter that every transaction that
+# changes which tracks are 'ok' or what their embeddings are moves on, so that a similarity index
+# built from them can be kept between commands and known to be current
+INDEX_VERSION = "index_version"
+
 meta = Table("meta", metadata,
              Column("key", String(64), primary_key=True),
              Column("value", Text, nullable=False))
@@ -82,7 +87,8 @@ tracks = Table("tracks", metadata,
 Index("ix_tracks_size_fingerprint", tracks.c.size, tracks.c.fingerprint)
 # unique on a hash of the path, not on the path: PostgreSQL's B-tree keys stop at ~2.7 kB
 Index("ux_tracks_path_key", tracks.c.path_key, unique=True)
-Index("ix_tracks_status", tracks.c.status)
+# (schema 4: with the model, so that counting a model's tracks reads the index alone)
+Index("ix_tracks_status_model", tracks.c.status, tracks.c.model_id)
 
 scores = Table("scores", metadata,
                Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),
