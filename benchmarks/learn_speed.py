@@ -19,6 +19,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -60,7 +61,8 @@ def main() -> None:
     lib = Store(db, create=False)
     lib.remove_learned("bench")
     liked = [i for i in range(args.tracks) if cluster_of(i) == 0][:args.examples]
-    m3u = os.path.join(os.path.dirname(args.db) or ".", "tagger-learn-bench.m3u")
+    folder = os.path.dirname(args.db) if "://" not in args.db else tempfile.gettempdir()
+    m3u = os.path.join(folder or ".", "tagger-learn-bench.m3u")
     with open(m3u, "w") as f:
         f.write("#EXTM3U\n" + "".join(path_of(i) + "\n" for i in liked))
     # the library's paths are not on this disk: an m3u entry is found by its stored path

@@ -162,3 +162,11 @@ def db(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "library.db")
     return request.getfixturevalue("pg_url")
+
+
+def module_db(request, tmp_path_factory, name: str) -> str:
+    """A new database for a module-scoped fixture parametrised over "sqlite" and "postgresql"
+    (a file in a temporary folder, or a database on the session's server)."""
+    if request.param == "sqlite":
+        return str(tmp_path_factory.mktemp(name) / "library.db")
+    return request.getfixturevalue("pg_server").create_database()

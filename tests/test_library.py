@@ -3,6 +3,7 @@ fixture), with synthetic results."""
 
 import numpy as np
 import pytest
+from conftest import module_db
 
 from tagger.engine.results import TrackResult
 from tagger.library.query import parse_terms
@@ -61,11 +62,7 @@ ARTISTS = ["Nina Simone", "nina simone", "Björk", "Straße Band", "The 100% Ban
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def tagged(request, tmp_path_factory):
     """One library of 300 tracks with scores and metadata, read by every filter probe."""
-    if request.param == "sqlite":
-        db = str(tmp_path_factory.mktemp("tagged") / "library.db")
-    else:
-        db = request.getfixturevalue("pg_server").create_database()
-    library = Store(db)
+    library = Store(module_db(request, tmp_path_factory, "tagged"))
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     rng = np.random.default_rng(11)
     rows, batch = {}, []

@@ -97,7 +97,7 @@ def save(path: Path, version: str | None, model_id: int, index: CachedIndex) -> 
                 f.write(MAGIC + len(encoded).to_bytes(8, "little") + encoded)
                 for (_, a), (_, _, _, at) in zip(parts, head["arrays"]):
                     f.write(b"\0" * (at - f.tell()))
-                    f.write(a.tobytes())
+                    f.write(memoryview(a).cast("B"))  # (no copy of 100 MB first)
             os.replace(tmp, path)
         except BaseException:
             os.unlink(tmp)

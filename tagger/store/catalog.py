@@ -73,6 +73,7 @@ class ScoredFile(Protocol):
 
 _HEX = re.compile("[0-9a-f]{1,64}")
 REBUILD_MIN_TRACKS = 5000  # prune: below this, SQLite deletes index entries one by one
+FEW_TRACKS = 10_000  # embeddings_of: fewer tracks than this are read by id, more by reading them all
 
 # embeddings float32 [N, E] as stored → {tag id: probabilities [N]}
 ExtraScores = Callable[["np.ndarray"], Mapping[int, "np.ndarray"]]
@@ -524,8 +525,15 @@ class Store:
             # the driver's own rows: 100,000 Row objects would cost more than the query (the
             # columns need no conversion; a bytea comes as a memoryview, which join() takes)
             wanted = _driver_rows(self.db, conn, select(tracks.c.id).where(tracks.c.status.in_(list(statuses))))
-            rows = _driver_rows(self.db, conn, select(embeddings.c.track_id, embeddings.c.vector)
-                                .where(embeddings.c.model_id == model.id).order_by(embeddings.c.track_id))
+            of_model = select(embeddings.c.track_id, embeddings.c.vector).where(embeddings.c.model_id == model.id)
+            if len(wanted) > FEW_TRACKS:  # (most of the library: read it all, keep what is wanted)
+                rows = _driver_rows(self.db, conn, of_model.order_by(embeddings.c.track_id))
+            else:  # a few (the missing ones): by their ids
+                ids = sorted(r[0] for r in wanted)
+                rows = []
+                for i in range(0, len(ids), 900):
+                    rows += _driver_rows(self.db, conn, of_model.where(embeddings.c.track_id.in_(ids[i:i + 900]))
+                                         .order_by(embeddings.c.track_id))
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         keep = np.isin(ids, np.fromiter((r[0] for r in wanted), dtype=np.int64, count=len(wanted)))
         if not keep.all():
