@@ -402,7 +402,7 @@ def test_a_damaged_database_is_one_line_saying_so_in_every_command(scanned_copy,
     files, db = _copy(scanned_copy, tmp_path)
     _damage(db, "tracks")  # every command reads it
     for command in (("query", "-t", "rock"), ("show", files[0]), ("similar", files[0]), ("radio", files[0]),
-                    ("stats",), ("learn", "mine", "--like", files[0]), ("learn", "--list"),
+                    ("stats",), ("learn", "mine", "--like", files[0]),
                     ("write", "--dry-run"), ("write",), ("write", "--undo"), ("prune",),
                     ("scan", files[0].parent, "--workers", "1")):
         line = _one_line(run_cli(*command, "--db", db))
