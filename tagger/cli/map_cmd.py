@@ -40,9 +40,10 @@ def map_command(
     """Write the library as a map: one HTML file that works offline, with every track placed by
     its embedding, coloured by a tag, genre or mood, to hover, play, search, filter and select
     into an m3u playlist, and the library in figures."""
+    # numpy and SQLAlchemy: imported here, not needed for --help
     from tagger.library.map import write_map
     from tagger.library.query import parse_where
-    from tagger.store.catalog import Store  # SQLAlchemy and numpy: not needed for --help
+    from tagger.store.catalog import Store
 
     filters = parse_where(where)
     summary = write_map(Store(db_path(db), create=False), out, model, filters, color, link.value, projection.value)

@@ -56,7 +56,7 @@ def _tsne(vectors: np.ndarray, seed: int) -> np.ndarray:
         raise UsageError(None, "--projection tsne needs openTSNE, which is not installed",
                          "pip install openTSNE, or use --projection pca") from None
     return np.asarray(TSNE(perplexity=min(30.0, (len(vectors) - 1) / 3), metric="cosine",
-                           random_state=seed, n_jobs=-1, verbose=False).fit(vectors))
+                           random_state=seed, n_jobs=1, verbose=False).fit(vectors))  # threads: 8× slower on 2 busy cores
 
 
 def _fit(xy: np.ndarray) -> np.ndarray:
