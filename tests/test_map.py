@@ -184,3 +184,13 @@ def test_empty_library_and_tsne_without_opentsne(synthetic, tmp_path):
     except ImportError:
         result = run_cli("map", "--db", synthetic[0], "--out", tmp_path / "map.html", "--projection", "tsne")
         assert result.returncode == 1 and "pip install openTSNE" in result.stderr
+
+
+def test_the_axes_are_read_from_the_tags_that_change_along_them():
+    from tagger.library.map import axis_tags
+
+    rng = np.random.default_rng(0)
+    probs = rng.random((200, 4)).astype(np.float32)
+    xy = np.stack([probs[:, 2] - probs[:, 0], -probs[:, 3] + 0.01 * rng.standard_normal(200)], axis=1)
+    axes = axis_tags(xy, probs, ["a", "b", "c", "d"])
+    assert axes[0] == {"low": ["a"], "high": ["c"]} and axes[1] == {"low": ["d"], "high": []}

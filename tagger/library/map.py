@@ -120,7 +120,8 @@ def build_map(store: Store, out: Path, model_name: str | None = None, where: Seq
         "threshold": DEFAULT_THRESHOLD,
         "color": initial,
         "projection": {"name": layout.projection, "explained": layout.explained,
-                       "kept": neighbours_kept(layout.xy, near), "k": NEIGHBOURS},
+                       "kept": neighbours_kept(layout.xy, near), "k": NEIGHBOURS,
+                       "axes": axis_tags(layout.xy, probs[:, :len(model.tag_ids)], model.vocabulary.tags)},
         "xy": b64(layout.xy, "<f4"),
         "columns": ([{"key": f"tag:{t}", "label": t, "kind": "tag"} for t in model.vocabulary.tags]
                     + [{"key": f"learned:{learned_names[t]}", "label": learned_names[t].replace("_", " "),
@@ -137,6 +138,24 @@ def build_map(store: Store, out: Path, model_name: str | None = None, where: Seq
         "library": {"ok": stats.ok, "failed": stats.failed, "missing": stats.missing, "other_models": other,
                     "filtered_out": total - len(ids), "failures": [list(f) for f in stats.failures]},
     }
+
+
+def axis_tags(xy: np.ndarray, probs: np.ndarray, labels: Sequence[str], n: int = 3,
+              least: float = 0.3) -> list[dict[str, list[str]]]:
+    """What changes along each axis of the map: per axis, the ``n`` tags whose probability
+    falls (``low``) and rises (``high``) most with the position (Pearson r, at least
+    ``least`` in size), strongest first."""
+    out = []
+    p = np.nan_to_num(probs, nan=0.0).astype(np.float64)
+    p -= p.mean(axis=0)
+    p_norm = np.sqrt((p ** 2).sum(axis=0))
+    for axis in range(xy.shape[1]):
+        x = xy[:, axis].astype(np.float64) - xy[:, axis].mean()
+        r = (x @ p) / np.maximum(np.sqrt((x ** 2).sum()) * p_norm, 1e-12)
+        order = np.argsort(r)
+        out.append({"low": [labels[j] for j in order[:n] if r[j] <= -least],
+                    "high": [labels[j] for j in order[::-1][:n] if r[j] >= least]})
+    return out
 
 
 def _categories(model: StoredModel, names: Sequence[str]) -> list[dict]:

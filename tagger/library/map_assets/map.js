@@ -242,6 +242,7 @@
       octx.beginPath(); octx.arc(x, y, 8 * dpr, 0, 2 * Math.PI); octx.stroke();
     }
     drawLabels();
+    drawAxes();
     if (shape && shape.points.length) {
       octx.strokeStyle = "#1565c0"; octx.fillStyle = "rgba(21,101,192,.08)"; octx.lineWidth = dpr;
       octx.beginPath();
@@ -264,6 +265,18 @@
       taken.push([x, y - h, x + w, y]);
       octx.fillText(text, x, y);
     }
+  }
+  function drawAxes() {  // at the edges: the tags that rise towards them (the page's own reading of the axes)
+    const axes = D.projection.axes || [], m = 6 * dpr;
+    octx.font = `${11 * dpr}px system-ui, sans-serif`; octx.fillStyle = "#666";
+    octx.strokeStyle = "rgba(255,255,255,.9)"; octx.lineWidth = 4 * dpr; octx.lineJoin = "round";
+    const say = (text, x, y, align) => { octx.textAlign = align; octx.strokeText(text, x, y); octx.fillText(text, x, y); };
+    const a = axes[0] || { low: [], high: [] }, b = axes[1] || { low: [], high: [] };
+    if (a.low.length) say("← " + a.low.join(" · "), m, H / 2, "left");
+    if (a.high.length) say(a.high.join(" · ") + " →", W - m, H / 2, "right");
+    if (b.high.length) say("↑ " + b.high.join(" · "), W / 2, 14 * dpr, "center");
+    if (b.low.length) say("↓ " + b.low.join(" · "), W / 2, H - 20 * dpr, "center");
+    octx.textAlign = "left";
   }
   const boxCorners = ([[x0, y0], [x1, y1]]) => [[x0, y0], [x1, y0], [x1, y1], [x0, y1]];
 
@@ -370,13 +383,21 @@
     refilter();
   });
 
+  function axesText() {
+    const a = D.projection.axes || [], parts = [];
+    if (a[0] && (a[0].low.length || a[0].high.length))
+      parts.push(`across, ${a[0].low.join(", ") || "—"} (←) give way to ${a[0].high.join(", ") || "—"} (→)`);
+    if (a[1] && (a[1].low.length || a[1].high.length))
+      parts.push(`up, ${a[1].low.join(", ") || "—"} (↓) to ${a[1].high.join(", ") || "—"} (↑)`);
+    return parts.length ? ` beyond what the tags say: in this library, ${parts.join("; ")}` : "";
+  }
   function aboutText() {
     const p = D.projection, box = $("about-text");
     const how = p.name === "pca"
       ? `Each point is a track. Its place comes from the model's embedding of its sound (${D.model}), ` +
         `squeezed from many dimensions into two: across (→) is the direction in which this library's tracks differ most, ` +
         `up (↑) the next one${p.explained.length ? ` (together ${Math.round(100 * (p.explained[0] + p.explained[1]))} % of all the variation)` : ""}. ` +
-        `The axes have no units and no fixed meaning: colour by a tag to see what changes along them.`
+        `The axes have no units and no fixed meaning` + axesText() + `: colour by a tag to see what changes along them.`
       : `Each point is a track, placed by t-SNE from the model's embedding of its sound (${D.model}): ` +
         `tracks that sound alike are pulled together; distances between far-apart groups mean little.`;
     box.append(el("p", {}, how));
