@@ -114,6 +114,12 @@ def test_map_of_a_library_on_each_database(db, tmp_path):
     same = artist[:, None] == artist[None]
     assert d[same & ~np.eye(len(paths), dtype=bool)].mean() < 0.6 * d[~same].mean()
 
+    result = run_cli("map", "--db", db, "--out", out, "--where", "artist=artist 2", "--color", "female_vocals")
+    assert result.returncode == 0 and "26 tracks left out by --where" in result.stderr, result.stderr
+    data = page_data(out)
+    assert data["n"] == PER_ARTIST and data["color"] == "group:female_vocals"
+    assert {Path(p).parent.name for p in paths_of(data)} == {"artist 2"}
+
 
 def test_links_reach_the_files_relative_and_absolute(synthetic, tmp_path):
     db, _ = synthetic
