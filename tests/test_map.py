@@ -55,8 +55,9 @@ def synthetic_library(db: str, folder: Path) -> dict[str, np.ndarray]:
             path = folder / f"artist {a}" / f"t{t}.flac"
             emb = (centres[a] + rng.standard_normal(256)).astype(np.float16)
             probs = rng.beta(0.5, 3, 50).astype(np.float32)
+            title = f"Song {t}" if (a, t) != (0, 4) else "Song </script><!-- 4"  # must not end the page's data
             results.append(TrackResult(str(path), 1000 + t, 1, f"{a:02d}{t:038d}", "flac", 61.0, 16, probs,
-                                       emb.astype(np.float32), metadata={"artist": f"Artist {a}", "title": f"Song {t}"}))
+                                       emb.astype(np.float32), metadata={"artist": f"Artist {a}", "title": title}))
             stored[str(path)] = emb.astype(np.float32)
     copy = folder / "copies" / "t0 again.flac"
     results.append(TrackResult(str(copy), 1000, 1, results[PER_ARTIST].fingerprint, "flac", 61.0, 16,
@@ -90,6 +91,7 @@ def test_map_of_a_library_on_each_database(db, tmp_path):
     assert data["library"]["failed"] == 1 and data["library"]["failures"][0][1] == "cannot decode: not audio"
     titles = dict(zip(paths, data["titles"]))
     assert titles[str(tmp_path / "music" / "artist 2" / "t3.flac")] == "Song 3"
+    assert titles[str(tmp_path / "music" / "artist 0" / "t4.flac")] == "Song </script><!-- 4"
 
     x = np.stack([stored[p] for p in paths])
     z = (x - x.mean(0)) / x.std(0)
