@@ -179,7 +179,16 @@ def test_colour_scale_runs_from_low_to_high(page, library):
     probs = [tracks[p][tag] for p in paths]
     assert np.corrcoef(np.argsort(np.argsort(probs)), np.argsort(np.argsort(where)))[0, 1] > 0.8
     top, bottom = int(np.argmax(probs)), int(np.argmin(probs))
-    assert where[top] > where[bottom] and abs(where[top] - probs[top]) < 0.25
+    assert where[top] > where[bottom]
+    stops = [rgb(c) for c in legend["stops"]]  # the legend's gradient, low to high
+
+    def on_scale(p: float) -> np.ndarray:
+        t = p * (len(stops) - 1)
+        a = min(int(t), len(stops) - 2)
+        return stops[a] + (stops[a + 1] - stops[a]) * (t - a)
+
+    for c, p in zip(colours, probs):  # each point's colour is the legend's at its probability
+        assert np.abs(rgb(c) - on_scale(p)).max() <= 6, (c, p)
 
 
 def test_search_and_tag_filters_narrow_the_points(page, library):
