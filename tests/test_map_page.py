@@ -71,22 +71,23 @@ def library(tmp_path_factory):
 
 @pytest.fixture
 def page(browser, library):
-    """The map opened from file://, every request but the page's own refused and recorded; at
-    the end, no request was made and nothing went to the console as an error."""
+    """The map opened from file://. Every request but the page's own is recorded
+    (``page.made_requests``) and any but a file's refused; at the end nothing went to the
+    console as an error, and nothing was asked for but the library's files (the player)."""
     root = library[0]
     url = (root / "map.html").as_uri()
     context = browser.new_context(viewport={"width": 1300, "height": 850}, accept_downloads=True)
     requests, errors = [], []
 
     def refuse(route):
-        if route.request.url != url:
-            requests.append(route.request.url)
-            route.abort()
-        else:
+        if route.request.url.startswith("file://"):
             route.continue_()
+        else:
+            route.abort()
 
     context.route("**/*", refuse)
     pg = context.new_page()
+    pg.made_requests = requests
     pg.on("request", lambda r: r.url != url and requests.append(r.url))
     pg.on("console", lambda m: m.type == "error" and errors.append(m.text))
     pg.on("pageerror", lambda e: errors.append(str(e)))
@@ -96,7 +97,8 @@ def page(browser, library):
     pg.wait_for_timeout(100)
     context.close()
     assert errors == [], errors
-    assert requests == [], f"the page asked for {requests}"
+    library_url = (root / "lib").as_uri() + "/"
+    assert all(r.startswith(library_url) for r in requests), f"the page asked for {requests}"
 
 
 def family_of(path: str) -> str:
@@ -119,6 +121,8 @@ def top_tag(scores: dict[str, float]) -> str:
 
 def test_every_track_drawn_offline_where_its_embedding_puts_it(page, library):
     _, _, tracks = library
+    page.wait_for_timeout(300)
+    assert page.made_requests == []  # nothing asked for on opening, not even the files
     assert page.evaluate("taggerMap.total") == page.evaluate("taggerMap.drawn") == len(tracks) == 4 * MEMBERS
     assert page.evaluate("taggerMap.inView") == len(tracks)
     paths = list(tracks)
@@ -146,6 +150,9 @@ def test_hover_and_click_show_the_track(page, library):
     assert "Drummer A – Pattern 1" in panel and top_tag(tracks[path]) in panel
     src = page.get_attribute("#track audio", "src")
     assert (root / src).resolve() == Path(path)  # relative to the page, beside the library
+    duration = page.evaluate("""() => new Promise(res => { const a = document.querySelector('#track audio');
+        a.addEventListener('loadedmetadata', () => res(a.duration)); a.load(); })""")
+    assert abs(duration - 6.0) < 0.1  # the player reaches the file
     similar = run_cli("similar", path, "--db", db, "-n", "5", "-f", "json")
     assert selected["neighbours"][:5] == [r["path"] for r in json.loads(similar.stdout)]
 
