@@ -447,9 +447,10 @@ class Store:
     def tracks_by_id(self, ids: Sequence[int]) -> dict[int, object]:
         """track id → its tracks row, for the ids that exist."""
         out = {}
+        ids = [int(i) for i in ids]  # numpy integers bind as blobs in SQLite: nothing would match
         with self.sql_engine.connect() as conn:
             for i in range(0, len(ids), 900):  # under SQLite's old limit of 999 parameters
-                for r in conn.execute(select(tracks).where(tracks.c.id.in_(list(ids[i:i + 900])))):
+                for r in conn.execute(select(tracks).where(tracks.c.id.in_(ids[i:i + 900]))):
                     out[r.id] = r
         return out
 
