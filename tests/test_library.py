@@ -300,3 +300,22 @@ def test_a_full_database_stops_with_one_clear_error(tmp_path):
     batch = [TrackResult(f"/m/{i}.flac", 1, 1, "f", "flac", 3.0, 1, p, e) for i in range(300)]
     with pytest.raises(StoreError, match=r"the disk is full \(database or disk is full\)"):
         library.save(batch, model)
+
+
+def test_tracks_by_id_takes_numpy_ids(lib):
+    library, model, probs = lib
+    ids = library.embeddings_of(model).track_ids[:3]  # int64, as the features hold them
+    rows = library.tracks_by_id(ids)
+    assert sorted(rows) == [int(i) for i in ids] and all(r.status == "ok" for r in rows.values())
+
+
+def test_score_matrix_reads_learned_tags_from_their_own_table(lib):
+    """Schema 4 keeps learned tags' scores apart (learned_scores): the map's score matrix reads
+    both tables."""
+    library, model, probs = lib
+    ids = sorted(library.track(p).id for p in list(probs)[:3])
+    library.store_learned(model, "mine", {"weights": b"", "bias": 0.0, "mean": b"", "scale": b""}, {}, ids,
+                          [0.25, 0.5, 0.75])
+    model = library.model(model_id=model.id)
+    got = library.score_matrix(np.array(ids, dtype=np.int64), [model.tag_ids[0], model.learned["mine"]])
+    assert got[:, 1].tolist() == [0.25, 0.5, 0.75] and not np.isnan(got[:, 0]).any()
