@@ -148,7 +148,8 @@ def fifty_tracks(tmp_path_factory):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_scan_is_consistent_and_resumes(fifty_tracks, tmp_path, sig):
-    from tagger.store.db import StoreError, writer_lock
+    from tagger.store.db import StoreError
+    from tagger.store.lock import writer_lock
 
     root = fifty_tracks
     db = tmp_path / "lib.db"

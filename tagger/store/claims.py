@@ -6,7 +6,7 @@ written for it: a scanner that dies (killed, crashed, its machine gone) loses it
 and the server releases its claims with it, so no claim outlives its scanner and nothing is
 left to clean up. ``try_claim`` never waits: a file another scanner holds is skipped.
 
-SQLite has one writer at a time (tagger.store.db.writer_lock), so there every claim is
+SQLite has one writer at a time (tagger.store.lock.writer_lock), so there every claim is
 granted without asking the database.
 """
 

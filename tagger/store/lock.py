@@ -23,13 +23,14 @@ from __future__ import annotations
 import fcntl
 import threading
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import DBAPIError
 
-from tagger.store.db import _connect_error, _create_engine, _engine_options, db_url, prepare_session
+from tagger.store.db import _connect_error, _create_engine, _engine_options, _on_error, db_url, prepare_session
 from tagger.store.failures import StoreError, store_error
 
 # the two-key advisory lock space (apart from the one-key space of the file claims)
@@ -133,6 +134,7 @@ def _server_lock(db: str, url: str, shared: bool) -> Iterator[WriterLock]:
         yield WriterLock(db, shared)
         return
     engine = create_engine(engine.url, poolclass=NullPool, **_engine_options(engine.url))
+    event.listen(engine, "handle_error", partial(_on_error, db), retval=True)  # its failures: one line too
     try:
         try:
             conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
