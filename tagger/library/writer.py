@@ -14,6 +14,7 @@ would give that name a new file and leave the other names with the old tags.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -138,12 +139,14 @@ def _verify(copy: Path, path: Path, changes: Changes) -> None:
             raise TagWriteError(path, f"read-back of {f} differs after writing; file left untouched")
 
 
-def _write_safely(path: Path, changes: Changes, journal_it: Callable[[list, list], None],
-                  size: int | None = None, break_hardlinks: bool = False) -> list:
+def _write_safely(path: Path, changes: Changes, journal_it: Callable[[list, list, tuple | None], None],
+                  size: int | None = None, break_hardlinks: bool = False, ogg_pages: bytes | None = None) -> list:
     """Apply ``changes`` to a copy beside the real file, verify the copy, journal the change
-    (``journal_it(state_before, state_after)``), then rename the copy over the file. Returns
-    the file's new state. On any error the file is untouched (should the rename itself fail,
-    the journal row stays: undo finds the file as it was before and leaves it)."""
+    (``journal_it(state_before, state_after, ogg_pages)``, the last the Ogg comment pages an
+    undo needs and the sha256 of the new ones, or None), then rename the copy over the file.
+    ``ogg_pages``: put these comment pages back instead (a byte-exact undo). Returns the
+    file's new state. On any error the file is untouched (should the rename itself fail, the
+    journal row stays: undo finds the file as it was before and leaves it)."""
     real = _file_to_write(path, break_hardlinks)
     before = real.stat()
     with replace_atomically(real, remove_stale=False) as tmp:  # write_tracks swept the folder
@@ -153,18 +156,21 @@ def _write_safely(path: Path, changes: Changes, journal_it: Callable[[list, list
             tf = TagFile(tmp)
             for f, _, new in changes:
                 tf.set(f, new)
-            tf.save(size)
+            tf.save(size, ogg_pages)
             _verify(tmp, path, changes)
+            pages = None
+            if tf.undo_pages is not None:
+                pages = (tf.undo_pages, hashlib.sha256(TagFile(tmp).comment_pages()).hexdigest())
         except TagWriteError as e:  # it names the temporary copy: name the file instead
             raise TagWriteError(path, e.reason, e.hint) from None
         after = _state(tmp)  # a rename keeps size, mtime and content: the file's state once replaced
-        journal_it([before.st_size, before.st_mtime_ns], after)
+        journal_it([before.st_size, before.st_mtime_ns], after, pages)
     return after
 
 
 def _commit(library: Store, journal: Journal, run_id: int | None, path: Path, changes: Changes,
             dry_run: bool, note: str = "", size: int | None = None,
-            break_hardlinks: bool = False) -> FileOutcome:
+            break_hardlinks: bool = False, ogg_pages: bytes | None = None) -> FileOutcome:
     """The one way a planned change reaches a file: shown (dry run), or journaled and written
     safely, and the file's new size/mtime recorded so rescans leave it alone."""
     if not changes:
@@ -172,11 +178,11 @@ def _commit(library: Store, journal: Journal, run_id: int | None, path: Path, ch
     if dry_run:
         return _dry_run(path, changes, break_hardlinks)
 
-    def journal_it(before: list, after: list) -> None:
-        journal.record(run_id, str(path), changes, (before, after))
+    def journal_it(before: list, after: list, pages: tuple | None) -> None:
+        journal.record(run_id, str(path), changes, (before, after), pages)
 
     try:
-        after = _write_safely(path, changes, journal_it, size, break_hardlinks)
+        after = _write_safely(path, changes, journal_it, size, break_hardlinks, ogg_pages)
     except HardLinkedError as e:
         return FileOutcome(str(path), "skipped", _reason(e))
     except TagWriteError as e:
@@ -197,6 +203,12 @@ def _dry_run(path: Path, changes: Changes, break_hardlinks: bool) -> FileOutcome
         return FileOutcome(str(path), "failed", _reason(e))
     except OSError as e:
         return FileOutcome(str(path), "failed", f"cannot write: {e.strerror or e}")
+    try:
+        tf = TagFile(path)
+        if tf.is_ogg:  # pages tagger could not rewrite without touching the audio: said now, not after
+            tf.check_ogg()
+    except TagWriteError as e:
+        return FileOutcome(str(path), "failed", _reason(e))
     return FileOutcome(str(path), "would-write", changes=changes)
 
 
@@ -345,6 +357,7 @@ def undo(library: Store, run_id: int | None = None, dry_run: bool = False,
     if run_id is None:
         return None, []
     entries, states = journal.entries(run_id), journal.file_states(run_id)
+    pages = journal.ogg_pages(run_id)
     undo_id = None
     if not dry_run:
         _remove_stale_temps(entries)
@@ -352,7 +365,7 @@ def undo(library: Store, run_id: int | None = None, dry_run: bool = False,
     outcomes = []
     for path_text, fields in entries.items():
         outcome = _undo_one(library, journal, undo_id, Path(path_text), fields, states.get(path_text),
-                            dry_run, break_hardlinks)
+                            dry_run, break_hardlinks, pages.get(path_text))
         outcomes.append(outcome)
         if on_file:
             on_file(outcome)
@@ -370,7 +383,7 @@ def left_to_undo(outcomes: Iterable[FileOutcome]) -> list[FileOutcome]:
 
 
 def _undo_one(library, journal, undo_id, path: Path, entries: Changes, state, dry_run: bool,
-              break_hardlinks: bool) -> FileOutcome:
+              break_hardlinks: bool, pages: tuple[bytes, str] | None = None) -> FileOutcome:
     try:
         tf = TagFile(path)
     except TagWriteError as e:
@@ -390,8 +403,15 @@ def _undo_one(library, journal, undo_id, path: Path, entries: Changes, state, dr
             return FileOutcome(str(path), "skipped", "fields changed since that run; left alone", settled=True)
         return FileOutcome(str(path), "unchanged")
     note = f"not restored (changed since): {', '.join(stale)}" if stale else ""
+    exact = None  # an Ogg file's comment pages, put back whole if they are as the run left them
+    if pages is not None and not stale:
+        try:
+            if hashlib.sha256(tf.comment_pages()).hexdigest() == pages[1]:
+                exact = pages[0]
+        except (OSError, ValueError):  # pages not as the run left them: undo field by field
+            exact = None
     return _commit(library, journal, undo_id, path, restore, dry_run, note, _size_before(path, state),
-                   break_hardlinks)
+                   break_hardlinks, exact)
 
 
 def _size_before(path: Path, state) -> int | None:
