@@ -163,6 +163,9 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
         head = f"{s.scanned} scanned"
     out.print(f"{head} · new {p.new} · changed {p.changed} · unchanged {p.unchanged} · moved {len(p.moved)} · "
               f"missing {len(p.missing)} · failed {len(s.failed)}")
+    if p.duplicates:
+        out.print(f"merged {len(p.duplicates)} duplicate track{'s' if len(p.duplicates) > 1 else ''}: "
+                  "files the database held under two paths (a symlink and its target) are one track each now")
     if s.metadata_read:
         out.print(f"read the file metadata (artist, title, …) of {plural(s.metadata_read, 'track')} scanned "
                   "before tagger kept it; their scores stay as they were")

@@ -20,7 +20,8 @@ from tagger.files.fields import FIELD_CHOICES
 # metavars name what a value is; without them typer shows its internal types (<list[str]>, <bool>)
 TOP_OPTION = typer.Option(5, "--top", min=1, metavar="N", help="Tags written per file at most.")
 MIN_OPTION = typer.Option(0.2, "--min", min=0.0, max=1.0, metavar="P",
-                          help="Write only tags with at least this probability.")
+                          help="Write only tags with at least this probability. Learned tags (tagger "
+                               "learn) need at least 0.5, their own threshold, or P if higher.")
 FIELDS_OPTION = typer.Option("tags", "--fields", metavar=",".join(FIELD_CHOICES),
                              help="Comma list of fields to write: tags (tagger's own fields, always), "
                                   "mood, genre, grouping. mood/genre/grouping are filled only where empty "
@@ -120,7 +121,7 @@ class _Reporter:
     """Prints each file's outcome as it comes: changes and notes on stdout with the summary,
     files skipped or failed on stderr (what a script or a log must not miss)."""
 
-    ORDER = ("would-write", "written", "unchanged", "already-tagged", "skipped", "failed")
+    ORDER = ("would-write", "written", "unchanged", "already-tagged", "no-tags", "skipped", "failed")
 
     def __init__(self, console, errors, dry_run: bool) -> None:
         self.console, self.errors, self.dry_run = console, errors, dry_run
@@ -147,6 +148,10 @@ class _Reporter:
             self.console.print(f"{already} file{'s were' if already > 1 else ' was'} tagged by this model "
                                "already: tagger's own fields left as they are (--force rewrites them)",
                                style="dim")
+        if self.counts.get("no-tags"):
+            n = self.counts["no-tags"]
+            self.console.print(f"{n} file{'s have' if n > 1 else ' has'} no tag at or above --min: left as "
+                               f"{'they are' if n > 1 else 'it is'}", style="dim")
         if self.counts.get("written") and what in ("write", "remove"):
             self.console.print("undo with: tagger write --undo", style="dim")
 

@@ -81,6 +81,11 @@ class TagFile:
                 tags = self.file.tags = _id3_as_stored(self.path, tags)
             # keep an ID3v2.3 file at v2.3 (players that read only v2.3 stay happy)
             self.id3_version = 3 if tags.version[:2] == (2, 3) else 4
+            self._id3_had_frames = bool(len(tags) or tags.unknown_frames)
+            # a WAV/AIFF ID3 chunk keeps the parity of its length (an odd one is followed by a
+            # pad byte, so two lengths give one file size: undo must pick the one it had);
+            # a chunk tagger adds has an even length
+            self._chunk_odd = (not created and bool(getattr(tags, "size", 0) % 2)) if type(tags) is not ID3 else None
         elif isinstance(tags, MP4Tags):
             self.kind = "mp4"
         elif hasattr(tags, "keys") and hasattr(tags, "get") and _is_vorbis(tags):
@@ -169,9 +174,15 @@ class TagFile:
         try:
             if size and self._drop_empty_id3_tag(size):
                 return
+            if self._emptied_id3_tag():
+                return
             if self.kind == "id3":
                 id3v1 = _read_id3v1(self.path) if type(self.file.tags) is ID3 else None  # MP3, not WAV/AIFF
                 self.file.save(v2_version=self.id3_version, **kwargs)
+                got = self.path.stat().st_size
+                if size and got != size:  # a new WAV/AIFF ID3 chunk: its 8-byte header was not counted
+                    self.file.save(v2_version=self.id3_version, padding=_padding_to_reach(size, got))
+                self._keep_chunk_parity()
                 _put_back_id3v1(self.path, id3v1)
             else:
                 self.file.save(**kwargs)
@@ -285,6 +296,28 @@ class TagFile:
         except oggpages.OggLayoutError:
             return False
         return b"".join(back) == old_region
+
+    def _keep_chunk_parity(self) -> None:
+        if self._chunk_odd is None:
+            return
+        saved = mutagen.File(str(self.path)).tags
+        if saved is None or bool(saved.size % 2) == self._chunk_odd:
+            return
+        step = -1 if self._chunk_odd else 1  # odd + pad byte = even + 1: the file keeps its size
+        self.file.save(v2_version=self.id3_version, padding=lambda info: max(info.padding + step, 0))
+
+    def _emptied_id3_tag(self) -> bool:
+        """Delete the ID3v2 tag (an MP3's, a WAV/AIFF file's ID3 chunk) if this save took its
+        last frame (``tagger write --remove`` on a tag tagger made): no empty tag block, with
+        its padding, is left behind."""
+        tags = self.file.tags
+        if self.kind != "id3" or len(tags) or tags.unknown_frames or not self._id3_had_frames:
+            return False
+        if type(tags) is ID3:
+            tags.delete(str(self.path), delete_v1=False, delete_v2=True)
+        else:
+            tags.delete(str(self.path))
+        return True
 
     def _drop_empty_id3_tag(self, size: int) -> bool:
         """Delete an ID3v2 tag left with no frame (an MP3's, or a WAV/AIFF file's ID3 chunk

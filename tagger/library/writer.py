@@ -27,6 +27,7 @@ from tagger.errors import CommandLineError, UsageError
 from tagger.files.atomic import remove_stale_temps_in, replace_atomically
 from tagger.files.fields import FIELD_CHOICES, OPTIONAL_FIELDS, OWN_FIELDS
 from tagger.files.tagfile import TagFile, TagWriteError
+from tagger.library.learned import LEARNED_MIN
 from tagger.model.vocab import MTAT_GENRES, MTAT_MOODS
 from tagger.store.catalog import Store, StoredModel
 from tagger.store.journal import Journal
@@ -51,7 +52,7 @@ class WriteOptions:
 @dataclass
 class FileOutcome:
     path: str
-    status: str  # written | would-write | unchanged | already-tagged | skipped | failed
+    status: str  # written | would-write | unchanged | already-tagged | no-tags | skipped | failed
     reason: str = ""
     changes: Changes = field(default_factory=list)
     settled: bool = False  # skipped on purpose: trying again would leave it alone again
@@ -61,14 +62,17 @@ def choose_tags(scores: dict[str, float], model: StoredModel, top: int, min_prob
     """The track's best tags as names a person reads, best first: groups collapse their
     members ("female vocals" for female/woman/female vocal/female voice), other raw tags stay,
     and the model's learned tags (``tagger learn``) compete with them ("calm piano" for
-    calm_piano)."""
+    calm_piano). A learned tag counts from its own threshold (LEARNED_MIN, 0.5: where its
+    classifier says "yes"), or from ``min_prob`` if that is higher."""
     grouped = {m for members in model.vocabulary.groups.values() for m in members}
     candidates = {g.replace("_", " "): max(scores[m] for m in members)
                   for g, members in model.vocabulary.groups.items()}
     candidates.update({raw: p for raw, p in scores.items() if raw not in grouped and raw not in model.learned})
-    candidates.update({learned_label(name): p for name, p in scores.items() if name in model.learned})
+    learned = {learned_label(name): p for name, p in scores.items() if name in model.learned}
+    candidates.update(learned)
     ranked = sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [(name, p) for name, p in ranked if p >= min_prob][:top]
+    return [(name, p) for name, p in ranked
+            if p >= (max(min_prob, LEARNED_MIN) if name in learned else min_prob)][:top]
 
 
 def learned_label(name: str) -> str:
@@ -283,6 +287,8 @@ def _write_one(library, row, model, options, journal, run_id) -> FileOutcome:
         return FileOutcome(row.path, "failed", _reason(e))
     tagged_already = not options.force and any(f"sha256:{model.sha256}" in v for v in current["model"])
     chosen = choose_tags(library.track_scores(row.id), model, options.top, options.min_prob)
+    if not chosen:  # nothing to say about this track: no TAGGER_MODEL-only write
+        return FileOutcome(row.path, "no-tags", settled=True)
     if tagged_already and _new_learned(chosen, model, current["tags"]):
         tagged_already = False  # a tag learned since the file was tagged: tagger's own fields are redone
     planned = planned_values(chosen, model, options.fields)

@@ -193,6 +193,12 @@ class Store:
                 conn.execute(update(tracks).where(tracks.c.id == track_id)
                              .values(path=path, mtime_ns=mtime_ns, status="ok"))
 
+    def set_mtimes(self, rows: Sequence[tuple[int, str, int]]) -> None:
+        """Record new modification times of files whose content is as stored: ``(id, path, mtime_ns)``."""
+        with self.sql_engine.begin() as conn:
+            for track_id, _, mtime_ns in rows:
+                conn.execute(update(tracks).where(tracks.c.id == track_id).values(mtime_ns=mtime_ns))
+
     def set_status(self, ids: Iterable[int], status: str) -> None:
         ids = list(ids)
         with self.sql_engine.begin() as conn:
@@ -328,12 +334,14 @@ class Store:
         """Delete the tracks marked missing (and their scores); returns how many."""
         with self.sql_engine.begin() as conn:
             ids = conn.execute(select(tracks.c.id).where(tracks.c.status == "missing")).scalars().all()
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                conn.execute(delete(scores).where(scores.c.track_id.in_(chunk)))
-                conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(chunk)))
-                conn.execute(delete(tracks).where(tracks.c.id.in_(chunk)))
+            _delete_tracks(conn, ids)
         return len(ids)
+
+    def delete_tracks(self, ids: Sequence[int]) -> None:
+        """Delete these tracks, their scores and embeddings (a file's second track)."""
+        if ids:
+            with self.sql_engine.begin() as conn:
+                _delete_tracks(conn, list(ids))
 
     # --- reading ------------------------------------------------------------------------
     def track(self, path: str):
@@ -523,6 +531,14 @@ class Store:
 
 
 _REFUSED = (IntegrityError, DataError, StatementError, ValueError, TypeError, OverflowError)  # one track's fault…
+
+
+def _delete_tracks(conn, ids: list[int]) -> None:
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        conn.execute(delete(scores).where(scores.c.track_id.in_(chunk)))
+        conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(chunk)))
+        conn.execute(delete(tracks).where(tracks.c.id.in_(chunk)))
 
 
 def _raise_if_database_failed(e: BaseException) -> None:
