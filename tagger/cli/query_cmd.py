@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -94,7 +95,7 @@ def _table(rows: list[QueryRow], terms: tuple[Term, ...]) -> None:
     table.add_column("path", overflow="fold")
     for r in rows:
         extra = [f"{s:.3f}" for s in r.term_scores] if len(terms) > 1 else []
-        track = [escape(printable(display_name(r)))] if named else []
+        track = [escape(printable(display_name(r) or Path(r.path).stem))] if named else []
         table.add_row(str(r.rank), f"{r.score:.3f}", *extra, mmss(r.duration_s), *track, escape(printable(r.path)))
     stdout_console().print(table)
 
@@ -117,7 +118,7 @@ def _jsonl(rows, terms) -> None:
 
 
 def _csv(rows, terms) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = csv.writer(sys.stdout, lineterminator="\r\n")  # RFC 4180: a CR in a value is quoted too
     writer.writerow(["rank", "score", *[t.label for t in terms], "duration_s", "format", *TRACK_METADATA, "path"])
     for r in rows:
         writer.writerow([r.rank, f"{r.score:.6f}", *[f"{s:.6f}" for s in r.term_scores],

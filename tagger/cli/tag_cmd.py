@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import DEVICE_METAVAR, bar, check_device, parse_chunks, stdout_console
+from tagger.cli.common import DEVICE_METAVAR, bar, check_device, parse_chunks, printable, stdout_console
 from tagger.errors import TaggerError
 from tagger.model.modelcard import DEFAULT_MODEL
 
@@ -56,7 +56,7 @@ def tag(
         try:
             scores = tag_file(model, path, n_chunks)
         except TaggerError as e:  # one bad file must not hide the others' results
-            print(f"tagger: error: {e}", file=sys.stderr)
+            print(f"tagger: error: {printable(str(e))}", file=sys.stderr)
             failed += 1
             continue
         if as_json:

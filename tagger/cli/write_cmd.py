@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tagger.cli.common import DB_OPTION, db_path, stdout_console
+from tagger.cli.common import DB_OPTION, SafeConsole, db_path, stdout_console
 from tagger.errors import CommandLineError
 from tagger.files.fields import FIELD_CHOICES
 
@@ -111,7 +111,7 @@ def _check_combination(paths, tag, not_tag, remove: bool, undo_: bool, run: int 
 
 def _stderr_console() -> Console:
     """Like stdout_console, on stderr: a failed file's line stays whole in a log."""
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
     if not console.is_terminal:
         console.width = 100_000
     return console
