@@ -31,9 +31,19 @@ def _home_short(path: str) -> str:
     return "~" + path[len(home):] if path.startswith(home + "/") else path
 
 
+def _db_help() -> str:
+    """--db's help: the database a command without --db uses, TAGGER_DB's where it is set."""
+    import os
+
+    from_env = os.environ.get("TAGGER_DB")
+    if from_env:
+        shown = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", from_env)  # no password in help
+        return f"Library database: a file or an SQLAlchemy URL. Now: {_home_short(shown)} (from TAGGER_DB)"
+    return f"Library database: a file or an SQLAlchemy URL. Default: {_home_short(default_db())} (or TAGGER_DB)"
+
+
 DB_OPTION = typer.Option(None, "--db", envvar="TAGGER_DB", show_default=False, metavar="FILE|URL",
-                         help="Library database: a file or an SQLAlchemy URL. "
-                              f"Default: {_home_short(default_db())}")
+                         help=_db_help())
 DEVICE_METAVAR = "[auto|cpu|cuda|cuda:N]"
 # a probability at which a tag is taken to apply (as tagger write's default --min)
 TAG_APPLIES = 0.2

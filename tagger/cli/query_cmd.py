@@ -56,7 +56,7 @@ def query_command(
     rows = run_query(library, TrackQuery(terms, min_score, top or None, parse_where(where)), stored)
     WRITERS[fmt](rows, terms)
     _note_other_models(library.model_counts(), stored.id)
-    _note_weak_match(rows, terms, min_score)
+    _note_weak_match(rows, terms, min_score, where)
 
 
 def _note_other_models(counts: list[tuple[int, str, str, int]], model_id: int) -> None:
@@ -71,14 +71,18 @@ def _note_other_models(counts: list[tuple[int, str, str, int]], model_id: int) -
              "--model NAME chooses the model")
 
 
-def _note_weak_match(rows: list[QueryRow], terms: tuple[Term, ...], min_score: float | None) -> None:
+def _note_weak_match(rows: list[QueryRow], terms: tuple[Term, ...], min_score: float | None,
+                     where: list[str] | None = None) -> None:
     """Every track is ranked, however badly it matches: say when even the best one does not."""
     label = " and ".join(t.label for t in terms)
     if not rows:
-        warn(f"no track matches {label}" + (f" with a score of at least {min_score}" if min_score is not None else ""))
+        conditions = ([f"with a score of at least {min_score}"] if min_score is not None else []) + \
+            [f"--where {w}" for w in where or []]
+        warn(f"no track matches {label}" + (" " + " and ".join(conditions) if conditions else ""))
     elif rows[0].score < TAG_APPLIES:
-        warn(f"no track scores above {TAG_APPLIES} for {label} (best: {rows[0].score:.3f}); "
-             "the library may hold no such tracks")
+        warn(f"no track scores above {TAG_APPLIES} for {label} (best: {rows[0].score:.3f}); the tracks are "
+             "still ranked by it, best first. The model gives some tags high probabilities rarely, so a "
+             "low best score need not mean the library has no such tracks")
 
 
 def _table(rows: list[QueryRow], terms: tuple[Term, ...]) -> None:

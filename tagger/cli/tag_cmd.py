@@ -32,8 +32,26 @@ def _table(scores: TrackScores, tags: list[str], top: int) -> Table:
     return table
 
 
+def _expand_folders(paths: list[Path]) -> list[Path]:
+    """Each folder among ``paths`` as the audio files under it (a file named stays as it is,
+    audio or not: tag says what it could not read)."""
+    from tagger.audio.discover import discover
+
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = discover([p])
+            if not found.files:
+                print(f"tagger: {printable(str(p))}: no audio files in this folder", file=sys.stderr)
+            out += [Path(f.path) for f in found.files]
+        else:
+            out.append(p)
+    return out
+
+
 def tag(
-    files: list[Path] = typer.Argument(..., metavar="FILE", help="Audio files to tag.", show_default=False),
+    files: list[Path] = typer.Argument(..., metavar="FILE", show_default=False,
+                                       help="Audio files to tag, or folders (their audio files, as scan finds them)."),
     top: int = typer.Option(10, "--top", "-n", min=1, metavar="N", help="How many tags to show per file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of tables."),
     model_name: str = typer.Option(DEFAULT_MODEL, "--model", "-m", metavar="NAME|FILE",
@@ -45,6 +63,7 @@ def tag(
 ) -> None:
     """Tag audio files and print their most probable tags."""
     n_chunks = parse_chunks(chunks)
+    files = _expand_folders(files)
     from tagger.engine.inference import resolve_device, tag_file  # torch: only when a model runs
     from tagger.model.modelfile import load_model
 

@@ -59,8 +59,10 @@ def write_command(
     run: int = typer.Option(None, "--run", metavar="N", show_default=False, help="With --undo: the run to undo."),
     db: str = _db_option(),
 ) -> None:
-    """Write each selected track's top tags into its file (TAGGER_TAGS, TAGGER_SCORES,
-    TAGGER_MODEL; optionally MOOD, GENRE, GROUPING)."""
+    """Write each selected track's top tags into its file (undo with --undo).
+
+    tagger's own fields TAGGER_TAGS, TAGGER_SCORES and TAGGER_MODEL; MOOD, GENRE and GROUPING
+    with --fields. Only the tag block changes: the audio stays byte for byte."""
     _check_combination(paths, tag, not_tag, remove, undo_, run)
     from tagger.library.writer import (
         WriteOptions,
