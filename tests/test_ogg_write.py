@@ -124,8 +124,10 @@ def layouts(tmp_path) -> dict[str, object]:
     made = {}
     # comments of a few KB (an embedded lyric, another tagger's padding): with the setup
     # header they fill more than the 4 KB pages mutagen makes
-    first_audio_on_header_page(with_long_comment(vorbis(src / "v1.ogg", 1)), out / "vorbis-audio-on-header-page.ogg")
-    split_page(with_long_comment(vorbis(src / "v2.ogg", 2), 3500), out / "vorbis-setup-over-two-pages.ogg", 1, 1, 255 * 6)
+    first_audio_on_header_page(with_long_comment(vorbis(src / "v1.ogg", 1)),
+                               out / "vorbis-audio-on-header-page.ogg")
+    split_page(with_long_comment(vorbis(src / "v2.ogg", 2), 3500), out / "vorbis-setup-over-two-pages.ogg",
+               1, 1, 255 * 6)
     first_audio_on_header_page(with_long_comment(vorbis(src / "v3.ogg", 3), 3500), src / "v3b.ogg")
     split_page(src / "v3b.ogg", out / "vorbis-both.ogg", 1, 1, 255 * 8)
     split_page(with_long_comment(opus(src / "o.opus")), out / "opus-comment-over-two-pages.opus", 1, 0, 255 * 3)

@@ -156,6 +156,7 @@ def prune_command(db: str = DB_OPTION) -> None:
     print(f"removed {plural(n, 'missing track')}")
     gone = [r.path for r in library.tracks_under() if not os.path.exists(r.path)]
     if gone:  # deleted (or moved) since the last scan: a scan marks them, prune forgets them
-        print(f"tagger: {plural(len(gone), 'track')} of the library {'has its file' if len(gone) == 1 else 'have their files'} "
+        theirs = "has its file" if len(gone) == 1 else "have their files"
+        print(f"tagger: {plural(len(gone), 'track')} of the library {theirs} "
               f"gone since the last scan (first: {printable(gone[0])}); run 'tagger scan' on the library first "
               "(a moved file keeps its scores), then 'tagger prune'", file=sys.stderr)
