@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
+import zlib
 from pathlib import Path
 
 _TAIL = 1 << 16  # an Ogg page is at most 65,307 bytes
@@ -79,27 +80,55 @@ def truncation(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
+def _ogg_crc(page: bytes) -> int:
+    """The Ogg CRC-32 of a page whose CRC field is zeroed (zlib's reflected CRC on bit-swapped bytes)."""
+    value = (~zlib.crc32(page.translate(_BITSWAP), -1)) & 0xFFFFFFFF
+    return int.from_bytes(value.to_bytes(4, "big").translate(_BITSWAP), "little")
+
+
+_BITSWAP = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+
+
 def _ogg_truncation(path: Path) -> str | None:
+    """From the first page near the end whose CRC holds (a real page, not the bytes ``OggS``
+    inside compressed audio), walk page by page: the file must end where its last page does,
+    and that page must end the stream."""
     size = path.stat().st_size
     with open(path, "rb") as f:
-        start = max(0, size - _TAIL - 27)
-        f.seek(start)
+        f.seek(max(0, size - 2 * _TAIL))
         tail = f.read()
-    at = tail.rfind(b"OggS")
-    while at >= 0:
+    at = tail.find(b"OggS")
+    while at >= 0 and not _whole_page_at(tail, at):
+        at = tail.find(b"OggS", at + 1)
+    if at < 0:
+        return None  # no whole page near the end to start from: nothing to say
+    flags = 0
+    while at < len(tail):
         head = tail[at:at + 27]
-        if len(head) == 27 and head[4] == 0:
-            segments = head[26]
-            lacing = tail[at + 27:at + 27 + segments]
-            end = at + 27 + segments + sum(lacing)
-            if len(lacing) < segments or end > len(tail):
-                return "truncated: its last Ogg page is cut short (the file ends in the middle of it)"
-            if end == len(tail):
-                if not head[5] & 4:
-                    return "truncated: the Ogg stream ends without its last page (no end-of-stream flag)"
-                return None
-        at = tail.rfind(b"OggS", 0, at)
-    return None  # no page boundary found near the end: nothing to say
+        if len(head) < 27 or head[:4] != b"OggS":
+            return "truncated: its last Ogg page is cut short (the file ends in the middle of it)"
+        lacing = tail[at + 27:at + 27 + head[26]]
+        end = at + 27 + head[26] + sum(lacing)
+        if len(lacing) < head[26] or end > len(tail):
+            return "truncated: its last Ogg page is cut short (the file ends in the middle of it)"
+        flags, at = head[5], end
+    if not flags & 4:
+        return "truncated: the Ogg stream ends without its last page (no end-of-stream flag)"
+    return None
+
+
+def _whole_page_at(buf: bytes, at: int) -> bool:
+    head = buf[at:at + 27]
+    if len(head) < 27 or head[4] != 0:
+        return False
+    lacing = buf[at + 27:at + 27 + head[26]]
+    end = at + 27 + head[26] + sum(lacing)
+    if len(lacing) < head[26] or end > len(buf):
+        return False
+    page = bytearray(buf[at:end])
+    stored = int.from_bytes(page[22:26], "little")
+    page[22:26] = b"\0\0\0\0"
+    return _ogg_crc(bytes(page)) == stored
 
 
 def _flac_truncation(path: Path) -> str | None:
