@@ -32,21 +32,24 @@ def _table(scores: TrackScores, tags: list[str], top: int) -> Table:
     return table
 
 
-def _expand_folders(paths: list[Path]) -> list[Path]:
+def _expand_folders(paths: list[Path]) -> tuple[list[Path], int]:
     """Each folder among ``paths`` as the audio files under it (a file named stays as it is,
-    audio or not: tag says what it could not read)."""
+    audio or not: tag says what it could not read), and how many folders held none (an error
+    each, as a file that cannot be read is)."""
     from tagger.audio.discover import discover
 
     out: list[Path] = []
+    empty = 0
     for p in paths:
         if p.is_dir():
             found = discover([p])
             if not found.files:
-                print(f"tagger: {printable(str(p))}: no audio files in this folder", file=sys.stderr)
+                print(f"tagger: error: {printable(str(p))}: is a folder with no audio files in it", file=sys.stderr)
+                empty += 1
             out += [Path(f.path) for f in found.files]
         else:
             out.append(p)
-    return out
+    return out, empty
 
 
 def tag(
@@ -63,14 +66,14 @@ def tag(
 ) -> None:
     """Tag audio files and print their most probable tags."""
     n_chunks = parse_chunks(chunks)
-    files = _expand_folders(files)
+    files, empty_folders = _expand_folders(files)
     from tagger.engine.inference import resolve_device, tag_file  # torch: only when a model runs
     from tagger.model.modelfile import load_model
 
     model = load_model(model_name, resolve_device(device))
     tags = model.card.tags
     console = stdout_console()
-    failed = 0
+    failed = empty_folders
     for path in files:
         try:
             scores = tag_file(model, path, n_chunks)
