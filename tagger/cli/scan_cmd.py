@@ -163,9 +163,9 @@ def scan_command(
                            after_save=writing)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if new_db and not dry_run:
-        err.print(f"tagger: made a new database: {display_db(db_path(db))}", style="dim")
     _print_summary(out, summary, dry_run, writing.counts if writing else {})
+    if new_db and not dry_run:  # a mistyped --db must not pass for the library unnoticed
+        out.print(f"made a new database: {display_db(db_path(db))}", style="dim", soft_wrap=True)
     if writing is not None and summary.plan.unchanged and not summary.interrupted:
         n = summary.plan.unchanged
         out.print(f"--write-tags writes the tracks this scan scores; {plural(n, 'track')} scanned before "
