@@ -185,7 +185,9 @@ def _scan_into(run: _Run) -> ScanSummary:
         if run.on_plan:
             run.on_plan(plan)
         path_of = {s.id: s.path for s in known.values()}
+        library.delete_tracks(plan.duplicates)
         library.move(plan.moved)
+        library.set_mtimes(plan.touched)
         library.set_missing([(i, path_of[i]) for i in plan.missing])
         library.set_status(plan.back, "ok")
         summary.metadata_read = _read_metadata_backlog(library, plan)

@@ -90,6 +90,12 @@ def test_rescan_touch_move_delete_prune(tmp_path):
 
     touched = files["good"][0]
     os.utime(touched, ns=(time.time_ns(), time.time_ns()))
+    result = scan(root, db)  # touched, content as it was: its new time is stored, not scored again
+    assert scanned_at(db) == before and "0 scanned" in result.stdout
+    assert db_rows(db, "SELECT mtime_ns FROM tracks WHERE path = ?", str(touched)) == [(touched.stat().st_mtime_ns,)]
+    data = bytearray(touched.read_bytes())  # changed content of the same size: scored again
+    data[-2000:] = bytes(2000)
+    touched.write_bytes(bytes(data))
     scan(root, db)
     after = scanned_at(db)
     assert after[str(touched)] > before[str(touched)]

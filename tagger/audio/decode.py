@@ -15,6 +15,7 @@ import soundfile as sf
 import soxr
 
 from tagger.audio.chunks import chunk_starts, cut_chunks
+from tagger.audio.container import content_format, truncation
 from tagger.errors import DecodeError
 
 
@@ -185,6 +186,10 @@ def decode(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
 
 
 def _format_name(path: Path, fallback: str) -> str:
+    """The format from the file's content (an MP3 named .flac is an MP3), else its extension."""
+    found = content_format(path)
+    if found:
+        return found
     ext = path.suffix.lower().lstrip(".")
     return ext if ext and len(ext) <= 5 else fallback.lower()
 
@@ -245,6 +250,10 @@ class ChunkReader:
 
     def __iter__(self) -> Iterator[np.ndarray | None]:
         _check_readable(self.path)
+        cut_short = truncation(self.path)
+        if cut_short:
+            raise DecodeError(self.path, cut_short, "copy or download it again; the part that is there "
+                                                    "would be scored as if it were the whole track")
         self.chunks = 0
         if self.n_chunks is not None:
             seeked = _seek_chunks(self.path, self.sample_rate, self.chunk, self.n_chunks)

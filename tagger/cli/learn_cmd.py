@@ -35,10 +35,11 @@ def learn_command(
     as_json: bool = typer.Option(False, "--json", help="With --list: print JSON."),
     db: str = DB_OPTION,
 ) -> None:
-    """Learn tag NAME from example tracks: a classifier on the model's embeddings, cross-validated,
-    that scores every track now and every track scanned later. It then works as any tag does:
-    query --tag NAME (also with the model's tags), show, tags, write. Learning NAME again
-    replaces it.
+    """Learn a tag of your own from example tracks.
+
+    A classifier on the model's embeddings, cross-validated, that scores every track now and
+    every track scanned later. It then works as any tag does: query --tag NAME (also with the
+    model's tags), show, tags, write. Learning NAME again replaces it.
 
     \b
     tagger learn calm --like ~/Music/Calm --like evening.m3u

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -15,14 +17,13 @@ from rich.progress import (
     ProgressColumn,
     SpinnerColumn,
     TextColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
 from tagger.cli.common import DB_OPTION, db_path, parse_chunks, plural, stderr_console, stdout_console
 from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
 from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, SCAN_ENGINES, ScanOptions
-from tagger.errors import CommandLineError
+from tagger.errors import CommandLineError, UsageError
 
 # tagger.scan (torch, the engine) and tagger.library.writer are imported when a scan runs, so that
 # `tagger --help` and the commands that need no model start without torch
@@ -31,11 +32,34 @@ from tagger.errors import CommandLineError
 _ADDRESS = re.compile(r"(ray://)?([^\s:/\[\]]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}/?")  # host:port, [v6]:port
 
 
+SETTLE_S = 5.0  # before this much of the scan has passed, a rate says more about batching than speed
+
+
+def _average_rate(task) -> float | None:
+    """Tracks per second since the scan began, once there is something to average: tracks are
+    done a batch at a time, so a rate over the last moments (rich's) starts at thousands."""
+    elapsed = task.elapsed or 0.0
+    if elapsed < SETTLE_S or not task.completed:
+        return None
+    return task.completed / elapsed
+
+
 class _Rate(ProgressColumn):
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
+        rate = _average_rate(task)
         hours = task.fields.get("hours", 0.0)
-        return Text(f"{hours:.2f} h audio  {speed or 0:.1f} tracks/s", style="cyan")
+        return Text(f"{hours:.2f} h audio  " + (f"{rate:.1f} tracks/s" if rate else "–  tracks/s"), style="cyan")
+
+
+class _Eta(ProgressColumn):
+    def render(self, task) -> Text:
+        rate = _average_rate(task)
+        if task.finished or task.total is None:
+            return Text("")
+        if not rate:
+            return Text("-:--:--", style="progress.remaining")
+        left = int((task.total - task.completed) / rate)
+        return Text(f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining")
 
 
 def scan_command(
@@ -62,7 +86,7 @@ def scan_command(
                                        "see benchmarks/RESULTS.md)."),
     engine: str = typer.Option("local", "--engine",
                                help="local: decode and score on this machine; ray: a Ray Data pipeline "
-                                    "(needs pip install 'tagger[ray]').", show_default=True),
+                                    "(needs pip install 'tagger\\[ray]').", show_default=True),
     ray_address: str = typer.Option(None, "--ray-address", show_default=False,
                                     help="With --engine ray: the cluster to join (host:port, ray://host:port "
                                          "or auto); default: a local Ray on this machine's cores."),
@@ -102,11 +126,12 @@ def scan_command(
                           include_hidden=hidden, compile=compile, precision=precision, scan_engine=engine,
                           ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus,
                           verbose=bool(ctx.find_root().params.get("verbose")))
+    _check_db_folder(db)
     writing = _TagWriting(top, min_prob, fields, force) if write_tags and not dry_run else None
     out, err = stdout_console(), stderr_console()
     interactive = err.is_terminal
     progress = Progress(SpinnerColumn(), TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
-                        _Rate(), TimeRemainingColumn(), console=err, transient=True,
+                        _Rate(), _Eta(), console=err, transient=True,
                         disable=not interactive)
     task = None
 
@@ -124,14 +149,49 @@ def scan_command(
             progress.console.print(f"failed {escape(p.path)}: {escape(p.error)}", style="red", soft_wrap=True)
         progress.update(task, completed=p.done, hours=p.audio_s / 3600)
 
-    with progress:
-        summary = scan([str(p) for p in paths], db_path(db), options, on_progress, on_plan,
-                       after_save=writing)
+    from tagger.store.db import db_exists, display_db
+
+    new_db = not db_exists(db_path(db))
+    terminated = []
+
+    def on_sigterm(signum, frame) -> None:  # `timeout`, `kill`, a service stop: as Ctrl-C, with the summary
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with progress:
+            summary = scan([str(p) for p in paths], db_path(db), options, on_progress, on_plan,
+                           after_save=writing)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _print_summary(out, summary, dry_run, writing.counts if writing else {})
+    if new_db and not dry_run:  # a mistyped --db must not pass for the library unnoticed
+        out.print(f"made a new database: {display_db(db_path(db))}", style="dim", soft_wrap=True)
+    if writing is not None and summary.plan.unchanged and not summary.interrupted:
+        n = summary.plan.unchanged
+        out.print(f"--write-tags writes the tracks this scan scores; {plural(n, 'track')} scanned before "
+                  f"{'was' if n == 1 else 'were'} left as {'it is' if n == 1 else 'they are'}: 'tagger write' "
+                  "writes every scanned track", style="dim")
+    for o in (writing.problems if writing else [])[:20]:
+        err.print(f"tags not written: {o.status}: {escape(o.path)}: {escape(o.reason)}",
+                  style="red" if o.status == "failed" else "yellow", soft_wrap=True)
     if summary.interrupted:
-        print(f"tagger: interrupted; {summary.scanned + len(summary.failed)} tracks were saved. "
+        print(f"tagger: {'terminated' if terminated else 'interrupted'}; "
+              f"{summary.scanned + len(summary.failed)} tracks were saved. "
               "Run the same command again to continue.", file=sys.stderr)
-        raise typer.Exit(130)
+        raise typer.Exit(143 if terminated else 130)
+
+
+def _check_db_folder(db: str | None) -> None:
+    """A --db (or TAGGER_DB) file in a folder that does not exist is a typo, not a new
+    library: refused before anything is made (the default location's folders are made)."""
+    if not db or "://" in db:
+        return
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(db)))
+    if not os.path.isdir(folder):
+        raise UsageError(db, f"no folder {folder} for the database",
+                         "check the path; to start a library there, make the folder first (mkdir -p)")
 
 
 class _TagWriting:
@@ -144,6 +204,7 @@ class _TagWriting:
         self.options = WriteOptions(top=top, min_prob=min_prob, fields=parse_fields(fields), force=force)
         self.run_id: int | None = None
         self.counts: dict[str, int] = {}
+        self.problems: list = []  # FileOutcomes of files not written: named after the summary
 
     def __call__(self, library, results) -> None:
         from tagger.library.writer import start_write_run, write_tracks
@@ -153,6 +214,8 @@ class _TagWriting:
         rows = library.tracks_at([r.path for r in results])
         for outcome in write_tracks(library, rows, self.options, run_id=self.run_id):
             self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+            if outcome.status in ("failed", "skipped"):
+                self.problems.append(outcome)
 
 
 def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
@@ -165,6 +228,9 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
         head = f"{s.scanned} scanned"
     out.print(f"{head} · new {p.new} · changed {p.changed} · unchanged {p.unchanged} · moved {len(p.moved)} · "
               f"missing {len(p.missing)} · failed {len(s.failed)}")
+    if p.duplicates:
+        out.print(f"merged {len(p.duplicates)} duplicate track{'s' if len(p.duplicates) > 1 else ''}: "
+                  "files the database held under two paths (a symlink and its target) are one track each now")
     if s.metadata_read:
         out.print(f"read the file metadata (artist, title, …) of {plural(s.metadata_read, 'track')} scanned "
                   "before tagger kept it; their scores stay as they were")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -98,7 +99,7 @@ def _table(rows: list[Neighbour]) -> None:
     table.add_column("path", overflow="fold")
     for r in rows:
         sim = "seed" if r.is_seed else f"{r.similarity:.3f}"
-        track = [escape(printable(display_name(r)))] if named else []
+        track = [escape(printable(display_name(r) or Path(r.path).stem))] if named else []
         table.add_row(str(r.rank), sim, mmss(r.duration_s), *track, escape(printable(r.path)))
     stdout_console().print(table)
 
@@ -120,7 +121,7 @@ def _jsonl(rows: list[Neighbour]) -> None:
 
 
 def _csv(rows: list[Neighbour]) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = csv.writer(sys.stdout, lineterminator="\r\n")  # RFC 4180: a CR in a value is quoted too
     writer.writerow(["rank", "similarity", "seed", "duration_s", "format", *TRACK_METADATA, "path"])
     for r in rows:
         writer.writerow([r.rank, f"{r.similarity:.6f}", int(r.is_seed),

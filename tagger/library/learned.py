@@ -49,6 +49,9 @@ NAME_PATTERN = re.compile(r"[^\W_]\w*")
 MAX_NAME = 64  # tags.raw holds 200 characters; a name is a word to type
 
 
+LEARNED_MIN = 0.5  # a learned tag applies from here: its classifier means "yes" (write, learn's counts)
+
+
 @dataclass(frozen=True)
 class Classifier:
     weights: np.ndarray  # float32 [E]
@@ -216,7 +219,7 @@ def learn(library: Store, model: StoredModel, name: str, like: Sequence[int], un
         track_ids, probs = np.concatenate([track_ids, gone_ids]), np.concatenate([probs, clf.probabilities(gone_x)])
     replaced = library.store_learned(model, name, clf.blobs(), info, track_ids, probs)
     return LearnReport(name, model.name, len(liked), len(unliked), sampled, folds, auc, len(track_ids) - len(gone_ids),
-                       int((probs >= 0.5).sum()), replaced, notes)
+                       int((probs >= LEARNED_MIN).sum()), replaced, notes)
 
 
 def relearn_hint(name: str, examples: dict) -> str:

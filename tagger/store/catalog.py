@@ -241,6 +241,12 @@ class Store:
                              .values(mtime_ns=mtime_ns, status="ok", **_path_columns(path)))
             _index_changed(conn)
 
+    def set_mtimes(self, rows: Sequence[tuple[int, str, int]]) -> None:
+        """Record new modification times of files whose content is as stored: ``(id, path, mtime_ns)``."""
+        with self.transaction() as conn:
+            for track_id, _, mtime_ns in rows:
+                conn.execute(update(tracks).where(tracks.c.id == track_id).values(mtime_ns=mtime_ns))
+
     def set_status(self, ids: Iterable[int], status: str) -> None:
         ids = list(ids)
         with self.transaction() as conn:
@@ -418,6 +424,13 @@ class Store:
                 index.create(conn)
             _index_changed(conn)
         return n
+
+    def delete_tracks(self, ids: Sequence[int]) -> None:
+        """Delete these tracks, their scores and embeddings (a file's second track)."""
+        if ids:
+            with self.transaction() as conn:
+                _delete_tracks(conn, list(ids))
+                _index_changed(conn)
 
     # --- reading ------------------------------------------------------------------------
     def track(self, path: str):
@@ -686,6 +699,16 @@ def _metadata_columns(metadata: Mapping) -> dict:
     values = {k: storable(v) if isinstance(v, str) else v for k in TRACK_METADATA for v in [metadata.get(k)]}
     return values | {folded(k): fold(values[k]) if isinstance(values[k], str) else None
                      for k in TEXT_FIELDS if k in values}
+
+
+def _delete_tracks(conn: Connection, ids: list[int]) -> None:
+    """Delete tracks ``ids`` with their scores, learned scores and embeddings."""
+    for i in range(0, len(ids), 500):
+        chunk = ids[i:i + 500]
+        conn.execute(delete(scores).where(scores.c.track_id.in_(chunk)))
+        conn.execute(delete(learned_scores).where(*_learned_of(chunk)))
+        conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(chunk)))
+        conn.execute(delete(tracks).where(tracks.c.id.in_(chunk)))
 
 
 def _index_changed(conn: Connection) -> None:
