@@ -86,7 +86,11 @@ def main() -> None:
     with torch.inference_mode():
         ref = np.concatenate([model.scores(torch.from_numpy(chunks[i:i + 16]))[0].numpy()
                               for i in range(0, len(chunks), 16)])
-    runs = {"pytorch eager fp32": lambda x: model.scores(torch.from_numpy(x))}
+    def eager(x):
+        with torch.inference_mode():
+            return [t.numpy() for t in model.scores(torch.from_numpy(x))]
+
+    runs = {"pytorch eager fp32": eager}
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("fp32", "int8"):
             if precision == "int8" and spec is None:

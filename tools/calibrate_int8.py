@@ -198,14 +198,15 @@ def main() -> None:
     everything = np.concatenate([tracks[n] for n in names])
     t1 = time.perf_counter()
     ref_cache = args.cache.with_suffix(f".fp32-{card.sha256[:12]}.npy") if args.cache else None
+    t_ref = None
     if ref_cache is not None and ref_cache.is_file():
         ref_scores = np.load(ref_cache)
     else:
         ref_scores = run_torch(model, everything)
         if ref_cache is not None:
             np.save(ref_cache, ref_scores)
+        t_ref = time.perf_counter() - t1
     ref = track_means(ref_scores, {n: tracks[n] for n in names})
-    t_ref = time.perf_counter() - t1
     with tempfile.TemporaryDirectory() as tmp:
         xml = Path(tmp) / "int8.xml"
         export_openvino(card, "int8", spec, xml)
@@ -213,7 +214,8 @@ def main() -> None:
         got = track_means(run_openvino(xml, everything, threads), {n: tracks[n] for n in names})
         t_int8 = time.perf_counter() - t1
     whole, held_out = agreement(ref, got, names), agreement(ref, got, small)
-    print(f"torch fp32 {len(everything) / t_ref:.0f} chunks/s, OpenVINO int8 {len(everything) / t_int8:.0f} chunks/s")
+    print(f"torch fp32 {f'{len(everything) / t_ref:.0f} chunks/s' if t_ref else '(scores from the cache)'}, "
+          f"OpenVINO int8 {len(everything) / t_int8:.0f} chunks/s, load average {os.getloadavg()[0]:.1f}")
     for label, a in (("whole corpus", whole), ("small set (held out)", held_out)):
         print(f"{label}: {a['tracks']} tracks, top-5 shared {a['top5']:.2f}/5 (worst {a['min_top5']}), "
               f"max |Δp| median {a['median_dp']:.4f}, 95th pct {a['p95_dp']:.4f}, worst {a['max_dp']:.4f}")

@@ -37,7 +37,9 @@ class FakeQuant(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.fake_quantize_per_tensor_affine(x, self.scale, self.zero_point, 0, 255)
-        w = torch.fake_quantize_per_channel_affine(self.layer.weight, self.w_scale, self.w_zero, 0, -127, 127)
+        # the weights span ±127 steps (symmetric); -128 is allowed only because ONNX's QDQ
+        # export takes no narrower range, and never reached
+        w = torch.fake_quantize_per_channel_affine(self.layer.weight, self.w_scale, self.w_zero, 0, -128, 127)
         layer = self.layer
         if isinstance(layer, nn.Linear):
             return F.linear(x, w, layer.bias)
