@@ -124,7 +124,7 @@ def model_copy(tmp_path):
 def test_int8_keeps_the_tags_of_real_looking_audio(cache, model_copy, chunks, vgg):
     path, spec = model_copy
     card = read_card(path)
-    assert spec.passes
+    assert spec.passes and spec.default
     stats = EngineStats()
     runner = open_runner(card, ScanOptions(model=str(path), device="cpu"), 1, stats)
     assert (stats.runtime, stats.precision, stats.notes[1:]) == ("openvino", "int8", [])
@@ -140,7 +140,7 @@ def test_int8_that_disagrees_on_this_machine_falls_back_to_fp32(cache, model_cop
     card = read_card(path)
     # a calibration made for other activations: every layer's range a tenth of what it should be
     bad = Int8Spec(card.sha256, {k: [lo / 10, hi / 10] for k, (lo, hi) in spec.ranges.items()},
-                   top5=spec.top5, median_dp=spec.median_dp)
+                   top5=spec.top5, median_dp=spec.median_dp, speedup=spec.speedup)
     bad.save(spec_path(card))
     stats = EngineStats()
     runner = open_runner(card, ScanOptions(model=str(path), device="cpu"), 1, stats)
@@ -155,3 +155,13 @@ def test_int8_calibration_of_other_weights_is_ignored(model_copy):
     spec.model_sha256 = "0" * 64
     spec.save(spec_path(read_card(path)))
     assert read_int8_spec(read_card(path)) is None
+
+
+def test_int8_is_the_default_only_where_it_keeps_the_tags_and_pays():
+    card = read_card("musicnn-vgg-mtt")
+    good = Int8Spec(card.sha256, {}, top5=4.8, median_dp=0.02, speedup=2.0)
+    assert good.passes and good.default
+    assert not Int8Spec(card.sha256, {}, top5=4.4, median_dp=0.02, speedup=2.0).default  # loses tags
+    assert not Int8Spec(card.sha256, {}, top5=4.8, median_dp=0.031, speedup=2.0).default  # moves them
+    slow = Int8Spec(card.sha256, {}, top5=4.8, median_dp=0.02, speedup=1.0)
+    assert slow.passes and not slow.default  # keeps them, but fp32 is as fast

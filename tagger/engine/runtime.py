@@ -4,7 +4,8 @@ torch nor OpenVINO: a scan with nothing to do never pays for them.
 
     runtime auto   CUDA: torch (the asynchronous runner); CPU: OpenVINO
     precision auto torch: fp32; OpenVINO: int8 where the model's calibration passes the rule
-                   (tagger.model.int8spec) and the probe agrees on this processor, else fp32
+                   and int8 was measured faster (tagger.model.int8spec) and the probe agrees on
+                   this processor, else fp32
 
 Measured on 2 cores (benchmarks/RESULTS.md, "CPU runtime"): OpenVINO beat ONNX Runtime in
 fp32 and in int8, and its int8 VGG model is ~5× PyTorch eager. The batch size on OpenVINO is
@@ -144,7 +145,7 @@ def _openvino_runner(card: ModelCard, options: ScanOptions, batch_size: int, thr
         raise UsageError(None, f"{card.name} has no int8 calibration",
                          "run tools/calibrate_int8.py for it, or use --precision fp32")
     if precision == "auto":
-        precision = "int8" if spec is not None and spec.passes else "fp32"
+        precision = "int8" if spec is not None and spec.default else "fp32"
     fp32_xml, exported = ensure_graph(card, "fp32")
     xml = fp32_xml
     if precision == "int8":

@@ -8,6 +8,10 @@ ranges, and the figures of the rule that decides whether int8 may be the default
 
     per track (its mean over 16 chunks), top-5 tags shared with fp32 ≥ 4.5 of 5 on average,
     and the median over tracks of max |Δp| ≤ 0.03.
+
+int8 becomes the default only where it also pays: the tool measures int8 against fp32 in
+OpenVINO on the same chunks, and a speed-up under MIN_SPEEDUP keeps fp32 (measured:
+musicnn-vgg-mtt 2.2×, musicnn-mtt 1.4×, benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from tagger.model.modelcard import ModelCard
 
 MIN_TOP5 = 4.5  # tags of 5 shared with fp32, mean over tracks
 MAX_MEDIAN_DP = 0.03  # median over tracks of the largest |Δp| of a track's 50 tags
+MIN_SPEEDUP = 1.2  # int8 chunks/s over fp32 chunks/s, for int8 to be the default
 SUFFIX = ".int8.json"
 
 
@@ -31,6 +36,7 @@ class Int8Spec:
     ranges: dict[str, list[float]]  # quantized layer (module name in the model) → its input [low, high]
     top5: float = 0.0  # measured: mean over tracks of the top-5 tags shared with fp32
     median_dp: float = 1.0  # measured: median over tracks of max |Δp|
+    speedup: float = 0.0  # measured: int8 chunks/s ÷ fp32 chunks/s in OpenVINO, same chunks and machine
     calibration: dict[str, Any] = field(default_factory=dict)  # how and on what it was calibrated
     evaluation: dict[str, Any] = field(default_factory=dict)  # on what the figures were measured
 
@@ -38,6 +44,11 @@ class Int8Spec:
     def passes(self) -> bool:
         """Whether int8 keeps this model's tags by the rule above."""
         return self.top5 >= MIN_TOP5 and self.median_dp <= MAX_MEDIAN_DP
+
+    @property
+    def default(self) -> bool:
+        """Whether int8 is the model's default precision on OpenVINO: it keeps the tags and pays."""
+        return self.passes and self.speedup >= MIN_SPEEDUP
 
     @property
     def digest(self) -> str:
