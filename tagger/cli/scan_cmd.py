@@ -22,7 +22,8 @@ from rich.text import Text
 
 from tagger.cli.common import DB_OPTION, db_path, parse_chunks, plural, stderr_console, stdout_console
 from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
-from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, SCAN_ENGINES, ScanOptions
+from tagger.engine.options import (DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, RUNTIMES, SCAN_ENGINES,
+                                   ScanOptions)
 from tagger.errors import CommandLineError, UsageError
 
 # tagger.scan (torch, the engine) and tagger.library.writer are imported when a scan runs, so that
@@ -68,22 +69,28 @@ def scan_command(
     db: str = DB_OPTION,
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Built-in model name or model file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Chunks per model batch."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, show_default=False,
+                                   help="Chunks per model batch (default: 16 on OpenVINO, 64 on torch)."),
     workers: int = typer.Option(None, "--workers", min=0, show_default=False,
                                 help="Decoding processes (default: from the CPU count); 0 decodes "
                                      "in the main process."),
     threads: int = typer.Option(None, "--threads", min=1, show_default=False,
-                                help="CPU threads for the model (default: every core)."),
+                                help="CPU threads for the model (default: every core on the CPU, 1 with CUDA)."),
     chunks: str = typer.Option(str(DEFAULT_CHUNKS), "--chunks",
                                help="3 s chunks per track: N evenly spaced ones, or 'all'."),
     force: bool = typer.Option(False, "--force", help="Rescan every file, changed or not."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be scanned; change nothing."),
     hidden: bool = typer.Option(False, "--hidden", help="Also scan hidden files and folders."),
+    runtime: str = typer.Option("auto", "--runtime",
+                                help="What runs the model: auto (OpenVINO on the CPU, torch on CUDA), "
+                                     "openvino, or torch (the fallback)."),
     compile: str = typer.Option("auto", "--compile",
-                                help="torch.compile the model on CPU: auto (for large scans), yes, no."),
-    precision: str = typer.Option("fp32", "--precision",
-                                  help="fp32, or fp16 autocast on CUDA (track scores within 1e-2 of fp32; "
-                                       "see benchmarks/RESULTS.md)."),
+                                help="With torch on the CPU: torch.compile the model: auto (for large scans), "
+                                     "yes, no."),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (OpenVINO: int8 where the model's calibration keeps its tags, else "
+                                       "fp32), fp32, int8 (OpenVINO), or fp16 autocast on CUDA (see "
+                                       "benchmarks/RESULTS.md)."),
     engine: str = typer.Option("local", "--engine",
                                help="local: decode and score on this machine; ray: a Ray Data pipeline "
                                     "(needs pip install 'tagger\\[ray]').", show_default=True),
@@ -109,6 +116,8 @@ def scan_command(
         raise CommandLineError(None, f"--compile must be auto, yes or no, not {compile!r}")
     if precision not in PRECISIONS:
         raise CommandLineError(None, f"--precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
+    if runtime not in RUNTIMES:
+        raise CommandLineError(None, f"--runtime must be {', '.join(RUNTIMES)}, not {runtime!r}")
     if engine not in SCAN_ENGINES:
         raise CommandLineError(None, f"--engine must be {' or '.join(SCAN_ENGINES)}, not {engine!r}")
     if engine != "ray":
@@ -123,7 +132,8 @@ def scan_command(
         raise CommandLineError(None, f"--ray-address must be host:port, ray://host:port or auto, not {ray_address!r}")
     options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
-                          include_hidden=hidden, compile=compile, precision=precision, scan_engine=engine,
+                          include_hidden=hidden, compile=compile, precision=precision, runtime=runtime,
+                          scan_engine=engine,
                           ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus,
                           verbose=bool(ctx.find_root().params.get("verbose")))
     _check_db_folder(db)
@@ -241,10 +251,12 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
         return
     t = max(s.elapsed_s, 1e-9)
     out.print(f"{s.audio_s / 3600:.2f} h of audio in {t:.1f} s: {(s.scanned + len(s.failed)) / t:.2f} tracks/s, "
-              f"{s.audio_s / t:.0f}× real time · model {s.model_name} on {e.device}"
-              f"{' (compiled)' if e.compiled else ''}{', fp16' if e.precision == 'fp16' else ''}, {e.chunks} chunks, "
+              f"{s.audio_s / t:.0f}× real time · model {s.model_name} on {e.device}, {e.runtime} {e.precision}"
+              f"{' (compiled)' if e.compiled else ''}, {e.chunks} chunks, "
               f"{100 * e.model_s / t:.0f}% of the time in the model, {100 * e.wait_s / t:.0f}% waiting for "
               f"decoding ({plural(e.workers, 'worker')})")
+    for note in e.notes:
+        out.print(f"note: {escape(note)}", style="yellow")
     if e.workers_replaced:
         out.print(f"note: {e.workers_replaced} decoding process(es) died and were replaced; the files they "
                   "held are listed as failed", style="yellow")

@@ -24,6 +24,7 @@ with one, the driver joins that cluster, whose workers need tagger and its model
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
@@ -42,7 +43,8 @@ from tagger.engine.decode import decode_events
 from tagger.engine.events import Chunks, Done, Failed, Restart
 from tagger.engine.options import ScanOptions
 from tagger.engine.results import EngineStats, TrackResult, scored
-from tagger.errors import TaggerError
+from tagger.engine.runtime import DEFAULT_BATCH
+from tagger.errors import TaggerError, UsageError
 
 __all__ = ["RayEngineError", "score_files_ray"]
 
@@ -63,8 +65,14 @@ def score_files_ray(files: Sequence[FoundFile], model, options: ScanOptions,
                     stats: EngineStats | None = None) -> Iterator[TrackResult]:
     """Score ``files`` on a Ray cluster (``options.ray_address``; None: a local Ray on this
     machine) and yield one TrackResult per file, in the order they finish, like
-    ``engine.score_files``. ``model`` is the driver's loaded TagModel: its card gives the
-    audio format and the tag count; the actors load ``options.model`` themselves."""
+    ``engine.score_files``. ``model``: anything with the model's ``card`` and ``embedding_size``
+    (the card gives the audio format and the tag count); the actors load ``options.model``
+    themselves, in torch (the OpenVINO runtime and int8 are the local engine's)."""
+    if options.runtime == "openvino" or options.precision == "int8":
+        raise UsageError(None, "the Ray engine runs the model in torch", "use --runtime auto and --precision auto, "
+                         "fp32 or fp16 with --engine ray")
+    options = dataclasses.replace(options, batch_size=options.batch_size or DEFAULT_BATCH["torch"],
+                                  precision="fp32" if options.precision == "auto" else options.precision)
     ray = _import_ray(options.verbose)
     started = _connect(ray, options.ray_address, options.verbose)  # before the generator: a bad address fails at once
     return _stream(ray, started, files, model, options, stats if stats is not None else EngineStats())
