@@ -140,8 +140,8 @@ def test_sigterm_ends_a_scan_with_its_summary(tmp_path):
                              "--chunks", "all"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with sqlite3.connect(db) as conn:
+        try:  # read-only: a plain connect would create an empty file before the scan does
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
                 if conn.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]:
                     break
         except sqlite3.Error:

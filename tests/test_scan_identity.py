@@ -9,6 +9,8 @@ import sqlite3
 
 from conftest import music_like, run_cli, write_audio
 
+from tagger.store.text import fold, path_key
+
 
 def tracks(db) -> list[str]:
     with sqlite3.connect(db) as conn:
@@ -25,9 +27,10 @@ def duplicate_track(db, path: str, as_path: str) -> None:
     """What an older tagger left: the track of ``path`` stored again under ``as_path``."""
     with sqlite3.connect(db) as conn:
         cols = [r[1] for r in conn.execute("PRAGMA table_info(tracks)") if r[1] != "id"]
-        values = ", ".join("?" if c == "path" else c for c in cols)
+        given = {"path": as_path, "path_key": path_key(as_path), "path_folded": fold(as_path)}
+        values = ", ".join("?" if c in given else c for c in cols)
         conn.execute(f"INSERT INTO tracks ({', '.join(cols)}) SELECT {values} FROM tracks WHERE path = ?",
-                     (as_path, path))
+                     (*(given[c] for c in cols if c in given), path))
         new_id, old_id = (conn.execute("SELECT id FROM tracks WHERE path = ?", (p,)).fetchone()[0]
                           for p in (as_path, path))
         for table in ("scores", "embeddings"):

@@ -13,11 +13,31 @@ file with what its container promises:
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO, Iterator
 
 _TAIL = 1 << 16  # an Ogg page is at most 65,307 bytes
+
+
+@contextmanager
+def _open_regular(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """``open(path, "rb")`` for a regular file only: a FIFO would block the first read forever
+    (opened non-blocking, then checked), a device would never end (OSError for both)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f
 
 
 def _skip_id3(f) -> int:
@@ -32,7 +52,7 @@ def content_format(path: str | os.PathLike[str]) -> str | None:
     ``ogg`` (Vorbis and FLAC in Ogg), ``opus``, ``mp3``, ``wav``, ``aiff``, ``m4a``, ``wma``,
     ``wv``, ``ape``, ``caf``, ``w64``), or None when they say nothing known."""
     try:
-        with open(path, "rb") as f:
+        with _open_regular(path) as f:
             start = _skip_id3(f)
             f.seek(start)
             head = f.read(64)
@@ -94,7 +114,7 @@ def _ogg_truncation(path: Path) -> str | None:
     inside compressed audio), walk page by page: the file must end where its last page does,
     and that page must end the stream."""
     size = path.stat().st_size
-    with open(path, "rb") as f:
+    with _open_regular(path) as f:
         f.seek(max(0, size - 2 * _TAIL))
         tail = f.read()
     at = tail.find(b"OggS")
@@ -132,7 +152,7 @@ def _whole_page_at(buf: bytes, at: int) -> bool:
 
 
 def _flac_truncation(path: Path) -> str | None:
-    with open(path, "rb") as f:
+    with _open_regular(path) as f:
         f.seek(_skip_id3(f) + 4)
         header = f.read(4 + 34)
     if len(header) < 38 or header[0] & 0x7F != 0:  # STREAMINFO comes first
@@ -157,7 +177,7 @@ def _flac_truncation(path: Path) -> str | None:
 
 def _wav_truncation(path: Path) -> str | None:
     size = path.stat().st_size
-    with open(path, "rb") as f:
+    with _open_regular(path) as f:
         f.seek(12)
         offset = 12
         while offset + 8 <= size:

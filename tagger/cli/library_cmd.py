@@ -131,8 +131,9 @@ def tags_command(min_score: float = typer.Option(TAG_APPLIES, "--min", min=0.0, 
 
 def stats_command(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                   db: str = DB_OPTION) -> None:
-    """Tracks, hours, formats, failures and models in the library, and where it is (and
-    whether the file is damaged, where checking is quick)."""
+    """Tracks, hours, formats, failures and models in the library, and where it is.
+
+    Also whether the database file is damaged, where checking is quick."""
     from tagger.store.catalog import Store
 
     s = Store(db_path(db), create=False, check="cheap").stats()

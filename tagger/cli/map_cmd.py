@@ -37,9 +37,10 @@ def map_command(
                                                "needs openTSNE; slow past ~20,000 tracks)."),
     db: str = DB_OPTION,
 ) -> None:
-    """Write the library as a map: one HTML file that works offline, with every track placed by
-    its embedding, coloured by a tag, genre or mood, to hover, play, search, filter and select
-    into an m3u playlist, and the library in figures."""
+    """Write the library as a map: one offline HTML page of every track, placed by its embedding.
+
+    Coloured by a tag, genre or mood; hover, play, search, filter and select into an m3u
+    playlist; the library in figures."""
     # numpy and SQLAlchemy: imported here, not needed for --help
     from tagger.library.map import write_map
     from tagger.library.query import parse_where
