@@ -38,8 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from test_train import TAGS, synth_clip  # noqa: E402
 
 from tagger.engine.inference import resolve_device  # noqa: E402
-from training.augment import AUGMENT_PRESETS, build_augment  # noqa: E402
-from training.config import TrainConfig  # noqa: E402
+from training.augment import build_augment  # noqa: E402
+from training.config import (
+    AUGMENT_PRESETS,  # noqa: E402
+    TrainConfig,  # noqa: E402
+)
 from training.data import Cache, Clip, CropDataset  # noqa: E402
 from training.evaluate import predict  # noqa: E402
 from training.losses import make_loss  # noqa: E402

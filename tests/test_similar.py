@@ -188,7 +188,8 @@ def test_tracks_of_another_model(lib, tmp_path):
     other = tmp_path / "other"
     family_file(other / "drums-y.flac", "drums", 11)
     family_file(other / "noise-y.flac", "noise", 11)
-    assert run_cli("scan", other, "--db", mixed, "--model", "musicnn-mtt", "--workers", "0").returncode == 0
+    assert run_cli("scan", other, "--db", mixed, "--model", "musicnn-mtt", "--workers", "0",
+                   "--runtime", "torch").returncode == 0
     result = run_cli("similar", root / "lib" / "noise" / "n1.flac", "--db", mixed, "-f", "paths", "-n", "3")
     assert result.returncode == 0, result.stderr
     assert {family_of(p) for p in result.stdout.split()} == {"noise"}

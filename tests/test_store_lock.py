@@ -9,18 +9,28 @@ from conftest import count_rows, file_bytes, one_line, short_library, stored_res
 
 
 def _lock_pids(url: str) -> list[int]:
-    """Backends holding the writer lock (shared or not) of the database at ``url``."""
+    """Backends of the sessions holding the writer lock (shared or not) of the database at
+    ``url``. Only idle ones: a scan's write transaction also holds the lock, shared, while it
+    commits, and ending that one is a lost connection, not the lost lock tested here."""
+    import time
+
     from sqlalchemy import create_engine, text
 
     from tagger.store.db import db_url
 
+    query = text("SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                 "WHERE l.locktype = 'advisory' AND l.classid = 8021863 AND l.objid = 1 AND l.objsubid = 2 "
+                 "AND l.granted AND a.state = 'idle' "
+                 "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
     engine = create_engine(db_url(url))
-    with engine.connect() as conn:
-        pids = conn.execute(text("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = 8021863 "
-                                 "AND objid = 1 AND objsubid = 2 AND granted AND database = "
-                                 "(SELECT oid FROM pg_database WHERE datname = current_database())")).scalars().all()
+    for _ in range(50):  # the lock's session is idle but for a keepalive now and then
+        with engine.connect() as conn:
+            pids = list(conn.execute(query).scalars())
+        if pids:
+            break
+        time.sleep(0.1)
     engine.dispose()
-    return list(pids)
+    return pids
 
 
 def _terminate(url: str, pids: list[int]) -> None:

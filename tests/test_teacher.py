@@ -66,7 +66,8 @@ def test_student_trains_exports_and_tags(tmp_path):
     result = run_cli("train", "--dataset", "folder", "--data-dir", root, "--teacher", "musicnn-vgg-mtt",
                      "--test-folders", "album-a", "--clip-seconds", "3", "--clips-per-file", "2",
                      "--cache", tmp_path / "cache", "--out", run, "--epochs", "1", "--widths", "8,8,8,8,8,8",
-                     "--batch-size", "4", "--workers", "0", "--augment", "none", "--device", "cpu")
+                     "--batch-size", "4", "--workers", "0", "--augment", "none", "--device", "cpu",
+                     "--eval-chunks", "4")
     assert result.returncode == 0, result.stderr
     assert "skipped album-a/broken.mp3" in result.stdout  # recorded, and the run went on
     assert "teacher targets: 12 clips" in result.stdout  # 6 files × two 3 s clips
@@ -97,7 +98,7 @@ def test_bad_inputs_are_one_line(tmp_path):
     empty = tmp_path / "empty"
     (empty / "covers").mkdir(parents=True)
     (empty / "covers" / "front.jpg").write_bytes(b"\xff\xd8\xff")
-    common = ["--cache", tmp_path / "cache", "--out", tmp_path / "run", "--epochs", "1", "--workers", "0"]
+    common = ["--cache", tmp_path / "cache", "--out", tmp_path / "run", "--epochs", "1", "--workers", "0", "--eval-chunks", "4"]
     cases = {
         "takes chunks of 48000 samples at 22050 Hz": ["--data-dir", root, "--teacher", other],
         "takes chunks of 32000 samples at 16000 Hz": ["--data-dir", root, "--teacher", f"musicnn-mtt,{short}"],

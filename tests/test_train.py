@@ -58,7 +58,7 @@ def make_dataset(root, n_train=72, n_valid=16, n_test=16):
 
 
 FAST = ["--widths", "16,16,32,32,32,32", "--batch-size", "8", "--lr", "3e-3", "--workers", "0",
-        "--augment", "none", "--device", "cpu"]
+        "--augment", "none", "--device", "cpu", "--eval-chunks", "4"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -125,6 +125,7 @@ def test_train_resume_evaluate_and_use(mtat, tmp_path):
     assert "test" in info["metrics"] and len(info["provenance"]["data_fingerprint"]) == 64
     assert info["provenance"]["training_config"]["optimizer"] == "nadam"
     assert info["provenance"]["training_config"]["loss"] == "focal"
+    assert info["provenance"]["training_config"]["eval_chunks"] == 4
 
     resumed = run_cli("train", "--dataset", "mtat", "--data-dir", root, "--out", run, "--epochs", "4",
                       "--resume", *FAST)
@@ -132,7 +133,7 @@ def test_train_resume_evaluate_and_use(mtat, tmp_path):
     log2 = json.loads((run / "log.json").read_text())
     assert len(log2) == 4 and log2[:3] == log
     mismatch = run_cli("train", "--dataset", "mtat", "--data-dir", root, "--out", run, "--epochs", "5",
-                       "--resume", *FAST[:-2], "--activation", "relu")
+                       "--resume", *FAST, "--activation", "relu")
     assert mismatch.returncode == 1 and "another configuration" in mismatch.stderr
 
     report = tmp_path / "eval"

@@ -17,7 +17,7 @@ from conftest import run_cli
 from test_train import SR, TAGS, synth_clip
 
 TINY = ["--widths", "8,8,8,8,8,8", "--batch-size", "8", "--workers", "0", "--augment", "none",
-        "--device", "cpu"]
+        "--device", "cpu", "--eval-chunks", "4"]
 
 
 @pytest.fixture(autouse=True)

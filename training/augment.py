@@ -161,10 +161,6 @@ class Augment(nn.Sequential):
         return x
 
 
-AUGMENT_PRESETS = {"none": [], "report": ["polarity", "gain", "pitch"], "polarity": ["polarity"],
-                   "gain": ["gain"], "pitch": ["pitch"]}
-
-
 def build_augment(names: list[str], p: float = 0.5, gain_db: tuple[float, float] = (-20.0, -1.0),
                   semitones: int = 2) -> Augment:
     made = {"polarity": lambda: PolarityInversion(p), "gain": lambda: Gain(p, *gain_db),

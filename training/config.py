@@ -9,6 +9,10 @@ from enum import Enum
 # The choices of the options that have a fixed set (the CLI's --help lists them). torch-free:
 # the CLI imports this module for every command's --help.
 
+AUGMENTATIONS = ("polarity", "gain", "pitch")  # training/augment.py builds them
+AUGMENT_PRESETS = {"none": [], "report": list(AUGMENTATIONS), **{name: [name] for name in AUGMENTATIONS}}
+
+
 class DatasetKind(str, Enum):
     mtat = "mtat"
     csv = "csv"

@@ -10,11 +10,27 @@ import time
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from tagger.cli.common import stderr_console, stdout_console, warn
 from tagger.errors import CommandLineError
-from training.config import Activation, Arch, DatasetKind, Loss, Optimizer, Precision, Split
+from training.config import (
+    AUGMENT_PRESETS,
+    AUGMENTATIONS,
+    Activation,
+    Arch,
+    DatasetKind,
+    Loss,
+    Optimizer,
+    Precision,
+    Split,
+)
 
 DATASET = typer.Option(DatasetKind.mtat, "--dataset",
                        help="mtat (MagnaTagATune), csv (your own labels) or folder (any audio, targets from --teacher).")
@@ -60,10 +76,8 @@ def _dataset(dataset: DatasetKind, data_dir, split_dir, labels, audio_root, test
 
 
 def _augmentations(augment: str) -> list[str]:
-    from training.augment import AUGMENT_PRESETS
-
     names = AUGMENT_PRESETS.get(augment, [a.strip() for a in augment.split(",") if a.strip()])
-    unknown = [a for a in names if a not in ("polarity", "gain", "pitch")]
+    unknown = [a for a in names if a not in AUGMENTATIONS]
     if unknown:
         raise CommandLineError(None, f"unknown augmentation(s) {', '.join(unknown)}",
                                "use none, report or polarity,gain,pitch")
@@ -134,6 +148,9 @@ def train_command(
     augment: str = typer.Option("report", "--augment", help="none, report (polarity,gain,pitch) or a comma list."),
     augment_p: float = typer.Option(0.5, "--augment-p", min=0.0, max=1.0, help="Probability of each augmentation."),
     seed: int = typer.Option(0, "--seed"),
+    eval_chunks: int = typer.Option(16, "--eval-chunks", min=1,
+                                    help="Evenly spaced 3 s chunks per validation and test clip, their "
+                                         "probabilities averaged (the recipe's protocol: 16)."),
     device: str = DEVICE,
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last epoch."),
 ) -> None:
@@ -156,7 +173,7 @@ def train_command(
     config = TrainConfig(arch=arch.value, widths=width_list, activation=activation.value if activation else None,
                          optimizer=optimizer.value, lr=lr, loss=loss.value, focal_gamma=focal_gamma,
                          focal_alpha=focal_alpha, batch_size=batch_size, epochs=epochs, patience=patience,
-                         augment=tuple(names), augment_p=augment_p, seed=seed, workers=workers,
+                         augment=tuple(names), augment_p=augment_p, seed=seed, eval_chunks=eval_chunks, workers=workers,
                          precision=precision.value)
     name = name or f"trained-{data.name}"
     out = out or Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -247,14 +264,14 @@ def evaluate_command(
     """Macro and per-tag ROC-AUC / PR-AUC of any model on a dataset split.
 
     Writes report.json (and per-tag bar charts when matplotlib is installed)."""
+    if dataset is DatasetKind.folder:
+        raise CommandLineError(None, "tagger evaluate needs labels: --dataset mtat or csv",
+                               "a student of teachers is compared with them by benchmarks/distill.py")
+    data = _dataset(dataset, data_dir, split_dir, labels, audio_root)  # its mistakes before torch loads
     from tagger.engine.inference import resolve_device
     from tagger.model.modelfile import load_model
     from training.evaluate import evaluate, write_report
 
-    if dataset is DatasetKind.folder:
-        raise CommandLineError(None, "tagger evaluate needs labels: --dataset mtat or csv",
-                               "a student of teachers is compared with them by benchmarks/distill.py")
-    data = _dataset(dataset, data_dir, split_dir, labels, audio_root)
     net = load_model(model, resolve_device(device))
     _warn_if_other_data(model, net.card, data, split.value)
     cache_obj = _prepare(data, cache, workers, full_check=False)
