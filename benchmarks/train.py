@@ -39,10 +39,7 @@ from test_train import TAGS, synth_clip  # noqa: E402
 
 from tagger.engine.inference import resolve_device  # noqa: E402
 from training.augment import build_augment  # noqa: E402
-from training.config import (
-    AUGMENT_PRESETS,  # noqa: E402
-    TrainConfig,  # noqa: E402
-)
+from training.config import AUGMENT_PRESETS, TrainConfig  # noqa: E402
 from training.data import Cache, Clip, CropDataset  # noqa: E402
 from training.evaluate import predict  # noqa: E402
 from training.losses import make_loss  # noqa: E402
