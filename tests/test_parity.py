@@ -53,7 +53,7 @@ def test_real_mtat_clip_matches_tensorflow(models, reference, source):
 
 
 @needs_shared
-def test_default_model_top_tags_overlap_published_list(models):
+def test_default_model_top_tags_overlap_published_list(models, reference):
     """musicnn's authors list MTT_musicnn's top 10 for this clip; the VGG default, through
     tagger's own framing, shares 8 of them (techno, electronic, synth, fast, beat, drums,
     no vocals, dance; it adds loud and rock)."""
