@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -137,17 +140,38 @@ def build_library(root: Path, seconds: float = 7.0) -> dict[str, list[Path]]:
     return {"good": good, "bad": bad}
 
 
-# --- PostgreSQL: a real server (tests/pg_server.py), started on first use -------------------
+# --- PostgreSQL: one real server per test run (tests/pg_server.py), started on first use ------
+
+_SHARED = "TAGGER_TEST_SHARED"  # a folder the run's processes (pytest-xdist workers) share
+
+
+def pytest_configure(config):
+    """The controlling process makes the shared folder before any worker starts (the workers
+    inherit its name) and, at the end, stops the server a worker may have started there."""
+    if not hasattr(config, "workerinput") and _SHARED not in os.environ:
+        os.environ[_SHARED] = tempfile.mkdtemp(prefix="tagger-tests-")
+        config._tagger_shared = os.environ[_SHARED]
+
+
+def pytest_unconfigure(config):
+    shared = getattr(config, "_tagger_shared", None)
+    if shared:
+        from pg_server import stop_shared
+
+        stop_shared(Path(shared))
+        shutil.rmtree(shared, ignore_errors=True)
+
 
 @pytest.fixture(scope="session")
 def pg_server():
-    from pg_server import remove, start_server
+    """The run's PostgreSQL server: the first process that needs it starts it, the others
+    (xdist workers) connect to the same one; the controlling process stops it at the end."""
+    from pg_server import shared_server
 
-    server, why = start_server()
+    server, why = shared_server(Path(os.environ[_SHARED]))
     if server is None:
         pytest.skip(f"PostgreSQL tests skipped: {why}")
-    yield server
-    remove(server)
+    return server
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """A real PostgreSQL server for the tests: Debian's binaries, a temporary cluster listening on
-127.0.0.1 only at a free port, started once per test session and stopped at its end.
+127.0.0.1 only at a free port, started once per test run by whichever process needs it first
+(pytest-xdist workers share it) and stopped at the run's end.
 
 initdb and postgres refuse to run as root (CI runs as root), so there they run as the
 ``postgres`` system user that Debian's package creates.
@@ -7,7 +8,9 @@ initdb and postgres refuse to run as root (CI runs as root), so there they run a
 
 from __future__ import annotations
 
+import fcntl
 import glob
+import json
 import os
 import shutil
 import socket
@@ -131,3 +134,30 @@ def _wait_ready(server: PostgresServer, timeout: float = 30.0) -> None:
 def remove(server: PostgresServer) -> None:
     server.stop()
     shutil.rmtree(server.root.parent, ignore_errors=True)
+
+
+def shared_server(shared: Path) -> tuple[PostgresServer | None, str | None]:
+    """The server of this test run, started here if no process of the run has started it
+    (or found it cannot start) yet; the answer is kept in ``shared`` for the others."""
+    shared.mkdir(parents=True, exist_ok=True)
+    info = shared / "postgres.json"
+    with open(shared / "postgres.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one process starts it; the others wait, then read
+        if info.is_file():
+            known = json.loads(info.read_text())
+            if known.get("why"):
+                return None, known["why"]
+            return PostgresServer(Path(known["bin"]), Path(known["root"]), int(known["port"])), None
+        server, why = start_server()
+        info.write_text(json.dumps({"why": why} if server is None else
+                                   {"bin": str(server.bin), "root": str(server.root), "port": server.port}))
+        return server, why
+
+
+def stop_shared(shared: Path) -> None:
+    """Stop and remove the run's server, if a process started one."""
+    info = shared / "postgres.json"
+    if info.is_file():
+        known = json.loads(info.read_text())
+        if not known.get("why"):
+            remove(PostgresServer(Path(known["bin"]), Path(known["root"]), int(known["port"])))

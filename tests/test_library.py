@@ -237,3 +237,10 @@ def test_a_full_database_stops_with_one_clear_error(tmp_path):
     batch = [TrackResult(f"/m/{i}.flac", 1, 1, "f", "flac", 3.0, 1, p, e) for i in range(300)]
     with pytest.raises(StoreError, match="cannot write to the database: database or disk is full"):
         library.save(batch, model)
+
+
+def test_tracks_by_id_takes_numpy_ids(lib):
+    library, model, probs = lib
+    ids = library.embeddings_of(model).track_ids[:3]  # int64, as the features hold them
+    rows = library.tracks_by_id(ids)
+    assert sorted(rows) == [int(i) for i in ids] and all(r.status == "ok" for r in rows.values())

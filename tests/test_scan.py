@@ -137,12 +137,20 @@ def _consistent(db):
     assert all(n in (0, 50) for _, n in counts)
 
 
+@pytest.fixture(scope="module")
+def fifty_tracks(tmp_path_factory):
+    """Fifty 12 s tracks (200 chunks): a scan long enough to be stopped mid-way."""
+    root = tmp_path_factory.mktemp("fifty")
+    for i in range(50):
+        write_audio(root / f"t{i:02d}.flac", music_like(12.0, 16000, i))
+    return root
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_interrupted_scan_is_consistent_and_resumes(tmp_path, sig):
-    root = tmp_path / "many"
-    root.mkdir()
-    for i in range(50):  # ~500 chunks: long enough to be stopped mid-way
-        write_audio(root / f"t{i:02d}.flac", music_like(30.0, 16000, i))
+def test_interrupted_scan_is_consistent_and_resumes(fifty_tracks, tmp_path, sig):
+    from tagger.store.db import StoreError, writer_lock
+
+    root = fifty_tracks
     db = tmp_path / "lib.db"
     proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", str(root), "--db", str(db),
                              "--workers", "0", "--chunks", "all", "--compile", "no"],
@@ -155,8 +163,9 @@ def test_interrupted_scan_is_consistent_and_resumes(tmp_path, sig):
                 break
         except sqlite3.OperationalError:
             pass
-    second = run_cli("scan", root, "--db", db)  # a second writer is turned away
-    assert second.returncode == 1 and "another tagger scan or write is writing" in second.stderr
+    with pytest.raises(StoreError, match="another tagger scan or write is writing"):
+        with writer_lock(str(db)):  # a second writer is turned away while the scan runs
+            pass
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     done = db_rows(db, "SELECT count(*) FROM tracks WHERE status = 'ok'")[0][0]

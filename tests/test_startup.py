@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli, sine, write_audio
 
 HELP = [["--help"], *([c, "--help"] for c in ("scan", "query", "show", "tags", "stats", "prune", "write",
-                                              "tag", "evaluate", "models", "train", "similar", "radio", "learn")),
+                                              "tag", "evaluate", "models", "train", "similar", "radio", "learn", "map")),
         ["models", "info", "--help"], ["models", "convert-musicnn", "--help"]]
 
 
@@ -65,7 +65,8 @@ def test_model_free_commands_import_no_torch(library):
                  ["tags", "--db", db], ["stats", "--db", db], ["prune", "--db", db],
                  ["write", "--dry-run", "--db", db], ["models"], ["models", "info", "musicnn-mtt"],
                  ["similar", root / "a.wav", "--db", db], ["radio", root / "b.wav", "--db", db, "--seed", "1"],
-                 ["learn", "sine", "--like", root / "a.wav", "--db", db], ["learn", "--list", "--db", db]):
+                 ["learn", "sine", "--like", root / "a.wav", "--db", db], ["learn", "--list", "--db", db],
+                 ["map", "--db", db, "--out", root / "map.html"]):
         result, modules = imported_modules(*args)
         assert result.returncode == 0, (args, result.stderr[-2000:])
         chain = torch_chain(modules)

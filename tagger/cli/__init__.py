@@ -21,6 +21,7 @@ from tagger import __version__
 from tagger.cli import (
     learn_cmd,
     library_cmd,
+    map_cmd,
     models_cmd,
     query_cmd,
     scan_cmd,
@@ -44,6 +45,7 @@ app.command("show")(library_cmd.show_command)
 app.command("tags")(library_cmd.tags_command)
 app.command("stats")(library_cmd.stats_command)
 app.command("prune")(library_cmd.prune_command)
+app.command("map")(map_cmd.map_command)
 app.command("write")(write_cmd.write_command)
 app.command("learn")(learn_cmd.learn_command)
 app.command("tag")(tag_cmd.tag)

@@ -64,7 +64,8 @@ class Vocabulary:
     """A model's raw tags and groups, with lookups by raw text, name or group name."""
 
     def __init__(self, tags: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None,
-                 aliases: Mapping[str, str] | None = None) -> None:
+                 aliases: Mapping[str, str] | None = None, genres: Sequence[str] | None = None,
+                 moods: Sequence[str] | None = None) -> None:
         self.tags = list(tags)
         self.groups = {g: list(m) for g, m in (groups or {}).items()}
         self.aliases = dict(aliases or {})
@@ -73,6 +74,10 @@ class Vocabulary:
             missing = [m for m in members if m not in index]
             if missing:
                 raise ValueError(f"group {g!r} names unknown tags {missing}")
+        # tags or groups that are genres / moods (GENRE and MOOD fields, the map's colours):
+        # a vocabulary may name its own; else the MagnaTagATune ones it has
+        self.genres = [g for g in (genres if genres is not None else sorted(MTAT_GENRES)) if self.resolve(g)]
+        self.moods = [m for m in (moods if moods is not None else sorted(MTAT_MOODS)) if self.resolve(m)]
 
     def resolve(self, text: str) -> list[str] | None:
         """The raw tags that ``text`` stands for (a group gives all its members), or None.

@@ -447,10 +447,35 @@ class Store:
     def tracks_by_id(self, ids: Sequence[int]) -> dict[int, object]:
         """track id → its tracks row, for the ids that exist."""
         out = {}
+        ids = [int(i) for i in ids]  # numpy integers bind as blobs in SQLite: nothing would match
         with self.sql_engine.connect() as conn:
             for i in range(0, len(ids), 900):  # under SQLite's old limit of 999 parameters
-                for r in conn.execute(select(tracks).where(tracks.c.id.in_(list(ids[i:i + 900])))):
+                for r in conn.execute(select(tracks).where(tracks.c.id.in_(ids[i:i + 900]))):
                     out[r.id] = r
+        return out
+
+    def score_matrix(self, track_ids: np.ndarray, tag_ids: Sequence[int]) -> np.ndarray:
+        """Probabilities ``[N, T]`` float32 of tracks ``track_ids`` (int64, ascending) for tags
+        ``tag_ids``, in those orders; NaN where a track has no score for a tag."""
+        import numpy as np
+
+        out = np.full((len(track_ids), len(tag_ids)), np.nan, dtype=np.float32)
+        if not len(track_ids) or not len(tag_ids):
+            return out
+        stmt = (select(scores.c.track_id, scores.c.tag_id, scores.c.prob)
+                .where(scores.c.tag_id.in_([int(t) for t in tag_ids])))
+        with self.sql_engine.connect() as conn:
+            rows = conn.execute(stmt).cursor.fetchall()  # the driver's rows: millions at 100,000 tracks
+        if not rows:
+            return out
+        table = np.fromiter(rows, dtype=[("track", "i8"), ("tag", "i8"), ("prob", "f4")], count=len(rows))
+        tid, tag, prob = table["track"], table["tag"], table["prob"]
+        row = np.minimum(np.searchsorted(track_ids, tid), len(track_ids) - 1)
+        keep = track_ids[row] == tid  # scores of tracks not asked for (other statuses, --where) are dropped
+        lut = np.zeros(max(int(tag.max()), max(tag_ids)) + 1, dtype=np.int64)
+        lut[list(tag_ids)] = np.arange(len(tag_ids))
+        cols = lut[tag[keep]]
+        out[row[keep], cols] = prob[keep]
         return out
 
     def learned_tag_rows(self, name: str | None = None) -> list:

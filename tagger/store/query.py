@@ -167,3 +167,11 @@ def run_query(store: Store, q: TrackQuery, model: StoredModel) -> list[QueryRow]
                      tuple(float(getattr(r, f"term_{i}")) for i in range(n)),
                      {k: getattr(r, k) for k in TRACK_METADATA if getattr(r, k) is not None})
             for rank, r in enumerate(rows, 1)]
+
+
+def filtered_track_ids(store: Store, model: StoredModel, where: tuple[Filter, ...]) -> list[int]:
+    """Ids of the model's 'ok' tracks whose own metadata passes every filter, ascending."""
+    stmt = (select(tracks.c.id).where(tracks.c.status == "ok", tracks.c.model_id == model.id,
+                                      *map(_filter_clause, where)).order_by(tracks.c.id))
+    with store.sql_engine.connect() as conn:
+        return list(conn.execute(stmt).scalars())
