@@ -74,10 +74,15 @@ class Vocabulary:
             missing = [m for m in members if m not in index]
             if missing:
                 raise ValueError(f"group {g!r} names unknown tags {missing}")
-        # tags or groups that are genres / moods (GENRE and MOOD fields, the map's colours):
-        # a vocabulary may name its own; else the MagnaTagATune ones it has
-        self.genres = [g for g in (genres if genres is not None else sorted(MTAT_GENRES)) if self.resolve(g)]
-        self.moods = [m for m in (moods if moods is not None else sorted(MTAT_MOODS)) if self.resolve(m)]
+        # tag or group names that are genres / moods (the map's colours): a vocabulary may name
+        # its own; else those of its names that GENRES and MOODS list (a group stands for its
+        # members: MSD's electronica is a member of the electronic group)
+        grouped = {m for members in self.groups.values() for m in members}
+        named = list(self.groups) + [tag_name(t) for t in self.tags if t not in grouped]
+        self.genres = [g for g in (genres if genres is not None else [n for n in named if n in GENRES])
+                       if self.resolve(g)]
+        self.moods = [m for m in (moods if moods is not None else [n for n in named if n in MOODS])
+                      if self.resolve(m)]
 
     def resolve(self, text: str) -> list[str] | None:
         """The raw tags that ``text`` stands for (a group gives all its members), or None.
