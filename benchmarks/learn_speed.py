@@ -1,11 +1,12 @@
 """`tagger learn` at 100,000 tracks: learning a tag from 200 examples, scoring the whole library.
 
     python benchmarks/learn_speed.py [--tracks 100000] [--db /tmp/tagger-learn-bench.db] [--reuse]
+    python benchmarks/learn_speed.py --postgres      # the same on a throw-away PostgreSQL server
 
-Builds a library as benchmarks/store.py does (synthetic results written through Library.save,
-256 tracks per transaction), except that the float16 embeddings come from 50 clusters
-(centre + noise) so that a tag has something to learn. 200 tracks of one cluster go into an
-.m3u; then the real command line runs, as a whole process, five times:
+Builds a library as benchmarks/store.py does (synthetic results written through Store.save),
+except that the float16 embeddings come from 50 clusters (centre + noise) so that a tag has
+something to learn. 200 tracks of one cluster go into an .m3u; then the real command line
+runs, as a whole process, five times:
 
     tagger learn bench --like 200.m3u            (first: a new tag; then re-learning it)
 
@@ -17,14 +18,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
+from library100k import add_arguments, build, database, exists, load, timed, where
 
 from tagger.engine.results import TrackResult
-from tagger.model.modelfile import read_card
 from tagger.store.catalog import Store
 
 CLUSTERS = 50
@@ -38,54 +39,46 @@ def cluster_of(i: int) -> int:
     return (i * 7919) % CLUSTERS
 
 
-def build(db: str, n: int) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(db + suffix):
-            os.remove(db + suffix)
-    lib = Store(db)
-    model = lib.ensure_model(read_card("musicnn-vgg-mtt"), 256)
-    rng = np.random.default_rng(0)
-    centres = rng.standard_normal((CLUSTERS, 256)).astype(np.float32)
-    t0 = time.perf_counter()
-    for start in range(0, n, 256):
-        batch = [TrackResult(path_of(i), 5_000_000 + i, 1_700_000_000_000_000_000 + i, f"{i:040x}", "mp3", 240.0,
-                             16, rng.beta(0.4, 4.0, 50).astype(np.float32),
-                             centres[cluster_of(i)] + 1.5 * rng.standard_normal(256).astype(np.float32))
-                 for i in range(start, min(start + 256, n))]
-        lib.save(batch, model)
-    with lib.sql_engine.connect() as conn:
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    print(f"built {n:,} tracks in {time.perf_counter() - t0:.0f} s")
+def _centres() -> np.ndarray:
+    return np.random.default_rng(12345).standard_normal((CLUSTERS, 256)).astype(np.float32)
+
+
+def track(i: int, rng: np.random.Generator, centres: np.ndarray = _centres()) -> TrackResult:
+    return TrackResult(path_of(i), 5_000_000 + i, 1_700_000_000_000_000_000 + i, f"{i:040x}", "mp3", 240.0, 16,
+                       rng.beta(0.4, 4.0, 50).astype(np.float32),
+                       centres[cluster_of(i)] + 1.5 * rng.standard_normal(256).astype(np.float32))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tracks", type=int, default=100_000)
-    ap.add_argument("--db", default="/tmp/tagger-learn-bench.db")
+    add_arguments(ap, "/tmp/tagger-learn-bench.db")
     ap.add_argument("--examples", type=int, default=200)
-    ap.add_argument("--reuse", action="store_true")
     args = ap.parse_args()
-    if not (args.reuse and os.path.exists(args.db)):
-        build(args.db, args.tracks)
-    lib = Store(args.db, create=False)
+    db = database(args)
+    if not (args.reuse and exists(db)):
+        build(db, args.tracks, track, "musicnn-vgg-mtt")
+    print(f"{where(db)}, {args.tracks:,} tracks")
+    lib = Store(db, create=False)
     lib.remove_learned("bench")
     liked = [i for i in range(args.tracks) if cluster_of(i) == 0][:args.examples]
-    m3u = args.db + ".m3u"
+    folder = os.path.dirname(args.db) if "://" not in args.db else tempfile.gettempdir()
+    m3u = os.path.join(folder or ".", "tagger-learn-bench.m3u")
     with open(m3u, "w") as f:
         f.write("#EXTM3U\n" + "".join(path_of(i) + "\n" for i in liked))
     # the library's paths are not on this disk: an m3u entry is found by its stored path
-    times = []
+    times, cpus = [], []
     for run in range(5):
-        t = time.perf_counter()
-        result = subprocess.run([sys.executable, "-m", "tagger", "learn", "bench", "--like", m3u, "--db", args.db],
-                                capture_output=True, text=True)
-        times.append(time.perf_counter() - t)
+        wall, cpu, result = timed([sys.executable, "-m", "tagger", "learn", "bench", "--like", m3u, "--db", db])
+        times.append(wall)
+        cpus.append(cpu)
         if result.returncode != 0:
             sys.exit(result.stderr)
-        print(f"run {run + 1} ({'new tag' if run == 0 else 're-learn'}): {times[-1]:.2f} s whole process")
+        print(f"run {run + 1} ({'new tag' if run == 0 else 're-learn'}): {wall:.2f} s whole process, "
+              f"{cpu:.2f} s CPU ({load()})")
         if run == 0:
             print("  " + result.stdout.strip().replace("\n", "\n  "))
-    print(f"whole process, new tag {times[0]:.2f} s; re-learn median {statistics.median(times[1:]):.2f} s")
+    print(f"whole process, new tag {times[0]:.2f} s; re-learn median {statistics.median(times[1:]):.2f} s "
+          f"(CPU {cpus[0]:.2f} s; {statistics.median(cpus[1:]):.2f} s)")
     phases(lib, m3u)
     check_ranking(lib, set(liked), args.tracks)
 
@@ -105,9 +98,6 @@ def phases(lib: Store, m3u: str) -> None:
     ids, x = stored.track_ids, stored.vectors
     out[f"read {len(ids):,} embeddings"] = time.perf_counter() - t
     t = time.perf_counter()
-    from sklearn.linear_model import LogisticRegression  # noqa: F401 - timed: tagger learn imports it
-    out["import scikit-learn's LogisticRegression"] = time.perf_counter() - t
-    t = time.perf_counter()
     row = {int(v): i for i, v in enumerate(ids)}
     liked = np.array(sorted(ex.ids))
     neg = L.sample_negatives(ids, liked, 0)
@@ -115,12 +105,16 @@ def phases(lib: Store, m3u: str) -> None:
     mean, scale = standard.mean, standard.divisor()
     z = (x[[row[int(i)] for i in np.concatenate([liked, neg])]] - mean) / scale
     y = np.r_[np.ones(len(liked)), np.zeros(len(neg))]
-    folds, auc = L.cross_validate(z, y, 0)
-    out[f"standardise, sample, cross-validate ({folds}-fold, {len(y)} examples)"] = time.perf_counter() - t
+    out["standardise, sample"] = time.perf_counter() - t
     t = time.perf_counter()
     w, b = L.fit(z, y, 0)
+    out[f"fit ({len(y)} examples)"] = time.perf_counter() - t
+    t = time.perf_counter()
+    folds, auc = L.cross_validate(z, y, 0, (w, b))
+    out[f"cross-validate ({folds}-fold)"] = time.perf_counter() - t
+    t = time.perf_counter()
     probs = L.Classifier(w, b, mean, scale).probabilities(x)
-    out["fit + score every track"] = time.perf_counter() - t
+    out["score every track"] = time.perf_counter() - t
     t = time.perf_counter()
     lib.store_learned(model, "bench", L.Classifier(w, b, mean, scale).blobs(), {}, ids, probs)
     out[f"store (replace {len(ids):,} score rows)"] = time.perf_counter() - t

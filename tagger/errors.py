@@ -13,6 +13,12 @@ from pathlib import Path
 NOT_FINITE = "the model's scores for this file are not finite (NaN or infinity); it was not stored"
 
 
+def quoted(text: str, limit: int = 60) -> str:
+    """``text`` as an error message quotes what a user typed: in quotes, cut at ``limit``
+    characters (a 100 kB argument is not echoed whole)."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]).rstrip("'\"") + "…" + repr(text)[-1]
+
+
 class TaggerError(Exception):
     """An expected failure, described in one line for the user."""
 
@@ -26,6 +32,11 @@ class TaggerError(Exception):
         where = f"{self.path}: " if self.path is not None else ""
         hint = f" ({self.hint})" if self.hint else ""
         return f"{where}{self.reason}{hint}"
+
+    def __reduce__(self):
+        # pickled by its fields, not by Exception's args (the one message): Ray sends a
+        # worker's error to the driver this way, and it must arrive as the error it was
+        return type(self), (self.path, self.reason, self.hint), self.__dict__
 
 
 class DecodeError(TaggerError):

@@ -19,26 +19,19 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import torch
-
 from tagger.audio.discover import FoundFile
-from tagger.engine.decode import default_workers
-from tagger.engine.engine import score_files
-from tagger.engine.inference import resolve_device
 from tagger.engine.options import DEFAULT_CHUNKS, ScanOptions
 from tagger.engine.plan import ScanPlan, plan_scan
 from tagger.engine.results import EngineStats, TrackResult
-from tagger.engine.runner import ModelRunner
+from tagger.engine.runtime import CardModel, Runner, check_options, open_runner
 from tagger.errors import UsageError
 from tagger.library.learned import LearnedScores
-from tagger.model.modelfile import load_model
-from tagger.model.tagmodel import TagModel
+from tagger.model.modelcard import ModelCard, read_card
 from tagger.store.catalog import Store, StoredModel
 from tagger.store.claims import Claims
 
 __all__ = ["DEFAULT_CHUNKS", "ScanOptions", "ScanPlan", "ScanProgress", "ScanSummary", "scan"]
 
-COMPILE_MIN_CHUNKS = 4000  # below this a 5–25 s compile costs more than it saves (RESULTS.md)
 COMMIT_EVERY_S = 1.0
 COMMIT_EVERY_TRACKS = 256
 # files claimed at once by a scanner sharing a PostgreSQL database: at most a quarter of what it
@@ -90,6 +83,8 @@ class _Committer:
         self.last = time.monotonic()
 
     def add(self, result: TrackResult) -> None:
+        if self.library.lock is not None:  # a scan whose writer lock is gone stops now, in one line
+            self.library.lock.check()
         self.pending.append(result)
         if len(self.pending) >= COMMIT_EVERY_TRACKS or time.monotonic() - self.last > COMMIT_EVERY_S:
             self.flush()
@@ -116,13 +111,12 @@ class _Committer:
 
 @dataclass
 class _Run:
-    """One scan, once its options are checked and its model is loaded."""
+    """One scan, once its options are checked and its model file is read (its weights are
+    loaded, and torch or OpenVINO imported, only once the plan has files to score)."""
     roots: Sequence[str]
     db: str
     options: ScanOptions
-    model: TagModel
-    device: torch.device
-    workers: int  # decode processes
+    card: ModelCard
     stats: EngineStats
     started: float  # perf_counter at the start
     on_progress: Callable[[ScanProgress], None] | None = None
@@ -146,23 +140,19 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
     for root in roots:  # before anything is opened: an unmounted drive must not mark its tracks missing
         if not os.path.exists(os.path.expanduser(str(root))):
             raise UsageError(root, "no such file or folder", "nothing was scanned or changed")
-    device = resolve_device(options.device)
-    if options.precision == "fp16" and device.type != "cuda":
-        raise UsageError(None, "--precision fp16 needs a CUDA device", "use --precision fp32 on the CPU")
-    model = load_model(options.model, device)
-    workers = default_workers(device.type) if options.workers is None else options.workers
-    stats = EngineStats(device=str(device), workers=workers, precision=options.precision)
+    check_options(options)
+    card = read_card(options.model)
+    stats = EngineStats(device=options.device, precision=options.precision, runtime=options.runtime)
     if options.dry_run:  # read what is stored, if anything, and change nothing
         library = Store(db, create=False) if db_exists(db) else None
         known = library.track_states() if library else {}
-        stored = library.find_model(model.card.sha256) if library else None
+        stored = library.find_model(card.sha256) if library else None
         plan = plan_scan(known, roots, stored.id if stored else None, options.force, options.include_hidden)
         if on_plan:
             on_plan(plan)
-        return ScanSummary(plan=plan, model_name=model.card.name, engine_stats=stats,
+        return ScanSummary(plan=plan, model_name=card.name, engine_stats=stats,
                            elapsed_s=time.perf_counter() - started)
-    run = _Run(roots, db, options, model, device, workers, stats, started, on_progress, on_plan, after_save,
-               on_workers)
+    run = _Run(roots, db, options, card, stats, started, on_progress, on_plan, after_save, on_workers)
     with contextlib.ExitStack() as session:
         if options.scan_engine == "ray":
             from tagger.engine.ray_engine import ray_session
@@ -172,20 +162,20 @@ def scan(roots: Sequence[str], db: str, options: ScanOptions,
 
 
 def _scan_into(run: _Run) -> ScanSummary:
-    from tagger.store.db import writer_lock
-
     options = run.options
-    library = Store(run.db)
-    with writer_lock(run.db, shared=True), Claims(library.sql_engine) as claims:
-        stored = library.ensure_model(run.model.card, run.model.embedding_size)
+    library = Store(run.db, check=True)
+    with library.writing(shared=True), Claims(library.sql_engine) as claims:
+        stored = library.ensure_model(run.card, run.card.embedding_size)
         planned_at = time.time()  # what another scanner stores after this, it stored for us too
         known = library.track_states()
         plan = plan_scan(known, run.roots, stored.id, options.force, options.include_hidden)
-        summary = ScanSummary(plan=plan, model_name=run.model.card.name, engine_stats=run.stats)
+        summary = ScanSummary(plan=plan, model_name=run.card.name, engine_stats=run.stats)
         if run.on_plan:
             run.on_plan(plan)
         path_of = {s.id: s.path for s in known.values()}
+        library.delete_tracks(plan.duplicates)
         library.move(plan.moved)
+        library.set_mtimes(plan.touched)
         library.set_missing([(i, path_of[i]) for i in plan.missing])
         library.set_status(plan.back, "ok")
         summary.metadata_read = _read_metadata_backlog(library, plan)
@@ -239,8 +229,10 @@ class _Scoring:
         # Ray: one pipeline (actor pool, model loads) per round, so rounds are larger; capped, as
         # every claim is a lock in the server's shared lock table (~6,400 by default)
         self.round_cap = RAY_CLAIM_ROUND if options.scan_engine == "ray" else CLAIM_ROUND
-        # one model runner for every round, sized (compile or not) by the whole plan
-        self._runner = None if options.scan_engine == "ray" else _runner(run, len(self.todo))
+        # one model runner for every round, sized (compile or not) by the whole plan; made here,
+        # once the plan has files to score, so that a scan with nothing to do loads no model
+        self._runner = None if options.scan_engine == "ray" else open_runner(run.card, options, len(self.todo),
+                                                                              run.stats)
 
     def results(self, committer: _Committer) -> Iterator[TrackResult]:
         """Every result this scanner scores (consumed by ``committer``, which each round commits)."""
@@ -321,28 +313,16 @@ def _read_metadata_backlog(library: Store, plan: ScanPlan) -> int:
     return len(here)
 
 
-def _score(files: Sequence[FoundFile], run: _Run, runner: ModelRunner | None = None) -> Iterator[TrackResult]:
+def _score(files: Sequence[FoundFile], run: _Run, runner: Runner) -> Iterator[TrackResult]:
     """The scan engine the options ask for, as one stream of TrackResults: exactly one per
-    file. ``runner``: one made already (a scan in rounds makes it once)."""
+    file. ``runner``: the local engine's, made once for every round (None for Ray)."""
     if run.options.scan_engine == "ray":
         from tagger.engine.ray_engine import score_files_ray
 
-        return score_files_ray(files, run.model, run.options, run.stats)
-    runner = runner or _runner(run, len(files))
-    return score_files(files, runner, run.options.chunks, run.workers, run.stats, run.on_workers)
+        return score_files_ray(files, CardModel(run.card), run.options, run.stats)
+    from tagger.engine.decode import default_workers
+    from tagger.engine.engine import score_files
 
-
-def _runner(run: _Run, n_files: int) -> ModelRunner:
-    options, device, stats = run.options, run.device, run.stats
-    per_track = options.chunks or 80  # a 4-minute track when every chunk is used
-    compile_ = options.compile == "yes" or (
-        options.compile == "auto" and device.type == "cpu" and n_files * per_track >= COMPILE_MIN_CHUNKS)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    # CPU: the model is the bottleneck and decoding needs a fraction of a core per track, so the
-    # model gets every core. CUDA: the main process only feeds the GPU; its threads would fight
-    # the decode workers for the cores (RESULTS.md), so it keeps one.
-    threads = options.threads or (cores if device.type == "cpu" else 1)
-    torch.set_num_threads(threads)
-    runner = ModelRunner(run.model, options.batch_size, compile=compile_, precision=options.precision)
-    stats.threads, stats.compiled, stats.compile_error = threads, runner.compiled, runner.compile_error
-    return runner
+    workers = run.options.workers
+    run.stats.workers = default_workers(run.stats.device.split(":")[0]) if workers is None else workers
+    return score_files(files, runner, run.options.chunks, run.stats.workers, run.stats, run.on_workers)

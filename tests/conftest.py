@@ -186,3 +186,58 @@ def db(request, tmp_path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "library.db")
     return request.getfixturevalue("pg_url")
+
+
+def module_db(request, tmp_path_factory, name: str) -> str:
+    """A new database for a module-scoped fixture parametrised over "sqlite" and "postgresql"
+    (a file in a temporary folder, or a database on the session's server)."""
+    if request.param == "sqlite":
+        return str(tmp_path_factory.mktemp(name) / "library.db")
+    return request.getfixturevalue("pg_server").create_database()
+
+
+# --- helpers of the store's fault tests (test_store_*.py) ----------------------------------
+
+def one_line(result_or_stderr, status: int = 1) -> str:
+    """The one line (``tagger: error: …``) a failed command printed: its exit status ``status``,
+    no traceback. Takes the CompletedProcess, or the stderr text alone."""
+    stderr = result_or_stderr if isinstance(result_or_stderr, str) else result_or_stderr.stderr
+    if not isinstance(result_or_stderr, str):
+        assert result_or_stderr.returncode == status, result_or_stderr
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tagger: error: "), stderr
+    return lines[0]
+
+
+def short_library(root, n: int, seconds: float = 4.0, first: int = 0) -> list:
+    """``n`` short WAV files of distinct sounds in ``root`` (made if need be)."""
+    root.mkdir(parents=True, exist_ok=True)
+    return [write_audio(root / f"t{i:02d}.wav", music_like(seconds, 16000, first + i), 16000) for i in range(n)]
+
+
+def count_rows(url: str, sql: str) -> int:
+    """The one number ``sql`` gives on the database at ``url``."""
+    from sqlalchemy import create_engine, text
+
+    from tagger.store.db import db_url
+
+    engine = create_engine(db_url(url))
+    with engine.connect() as conn:
+        n = conn.execute(text(sql)).scalar_one()
+    engine.dispose()
+    return n
+
+
+def stored_result(path: str, p: float = 0.3):
+    """A TrackResult as a scan stores it (50 scores of ``p``, a zero embedding)."""
+    import numpy as np
+
+    from tagger.engine.results import TrackResult
+
+    return TrackResult(path, 1, 1, "f", "flac", 3.0, 1, np.full(50, p, np.float32), np.zeros(256, np.float32))
+
+
+def file_bytes(paths) -> dict:
+    """path → the file's bytes now."""
+    return {p: p.read_bytes() for p in paths}

@@ -76,7 +76,7 @@ def test_bad_inputs_get_one_line_and_exit_1(tmp_path):
     (tmp_path / "random.mp3").write_bytes(np.random.default_rng(1).bytes(20000))
     (tmp_path / "dir.mp3").mkdir()
     cases = {tmp_path / "missing.ogg": "no such file", tmp_path / "empty.flac": "empty file",
-             tmp_path / "random.mp3": "cannot decode audio", tmp_path / "dir.mp3": "is a directory"}
+             tmp_path / "random.mp3": "cannot decode audio", tmp_path / "dir.mp3": "is a folder with no audio files"}
     for path, message in cases.items():
         line = _one_error_line(run_cli("tag", path))
         assert str(path) in line and message in line

@@ -146,7 +146,7 @@ def _one_line(result) -> str:
 
 def test_write_undo_and_learn_wait_for_no_scan_but_refuse_while_one_runs(tmp_path, pg_url):
     from tagger.store.catalog import Store
-    from tagger.store.db import writer_lock
+    from tagger.store.lock import writer_lock
 
     Store(pg_url).sql_engine.dispose()
     busy = "another tagger scan or write is writing to this database"
@@ -173,10 +173,11 @@ def test_a_track_moved_since_a_scanners_plan_is_not_marked_missing_by_it(db):
 
     from tagger.store.catalog import Store
     from tagger.store.schema import tracks
+    from tagger.store.text import path_key
 
     library = Store(db)
     with library.sql_engine.begin() as conn:
-        rows = [{"path": p, "size": 1, "mtime_ns": 1, "status": "ok"} for p in ("/a/x", "/a/y")]
+        rows = [{"path": p, "path_key": path_key(p), "size": 1, "mtime_ns": 1, "status": "ok"} for p in ("/a/x", "/a/y")]
         ids = conn.execute(insert(tracks).returning(tracks.c.id, sort_by_parameter_order=True), rows).scalars().all()
     library.move([(ids[0], "/c/x", 2)])  # the other scanner's move, after this one's plan
     library.set_missing([(ids[0], "/a/x"), (ids[1], "/a/y")])

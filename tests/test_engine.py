@@ -80,11 +80,27 @@ def assert_equals_tag_file(db, refs, atol):
 @pytest.mark.parametrize("chunks", [16, None], ids=["16", "all"])
 def test_scan_stores_what_the_model_says_of_each_file(engine_library, references, tmp_path, workers, batch, chunks):
     db = tmp_path / "lib.db"
-    options = ScanOptions(workers=workers, batch_size=batch, chunks=chunks, compile="no", device="cpu")
+    options = ScanOptions(workers=workers, batch_size=batch, chunks=chunks, compile="no", device="cpu",
+                          runtime="torch")  # the runtime against torch: tests/test_runtime.py
     summary = scan([str(engine_library)], str(db), options)
     assert summary.scanned == len(SECONDS) and len(summary.failed) == len(BAD)
     assert summary.engine_stats.chunks == sum(r.n_chunks for r in references[chunks].values())
     assert_equals_tag_file(db, references[chunks], atol=1e-5)
+
+
+def test_openvino_scan_matches_too(engine_library, references, tmp_path):
+    db = tmp_path / "lib.db"
+    options = ScanOptions(workers=2, batch_size=5, chunks=16, device="cpu", runtime="openvino", precision="fp32")
+    summary = scan([str(engine_library)], str(db), options)
+    assert (summary.engine_stats.runtime, summary.engine_stats.precision) == ("openvino", "fp32")
+    # OpenVINO's sums differ from torch's in the last bits, and musicnn's float16 mel rounding
+    # turns that into ~4e-4 in a probability (tests/test_runtime.py); embeddings likewise
+    tracks, probs, embs = stored(db)
+    for name, ref in references[16].items():
+        track_id, status, error, chunks = tracks[name]
+        assert status == "ok" and chunks == ref.n_chunks, (name, error)
+        np.testing.assert_allclose(probs[track_id], ref.probabilities, rtol=0, atol=1e-3, err_msg=name)
+        np.testing.assert_allclose(embs[track_id], ref.embedding, rtol=1e-2, atol=1e-2, err_msg=name)
 
 
 def test_compiled_scan_matches_too(engine_library, tmp_path, vgg):
@@ -95,7 +111,7 @@ def test_compiled_scan_matches_too(engine_library, tmp_path, vgg):
         pytest.skip(f"torch.compile is not available here: {runner.compile_error}")
     refs = {name: tag_file(vgg, engine_library / name, 16, runner=runner) for name in SECONDS}
     db = tmp_path / "lib.db"
-    options = ScanOptions(workers=2, batch_size=7, chunks=16, compile="yes", device="cpu")
+    options = ScanOptions(workers=2, batch_size=7, chunks=16, compile="yes", device="cpu", runtime="torch")
     summary = scan([str(engine_library)], str(db), options)
     assert summary.engine_stats.compiled
     assert_equals_tag_file(db, refs, atol=1e-5)

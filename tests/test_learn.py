@@ -293,7 +293,7 @@ def test_list_relearn_and_remove(library, learned):
     table = run_cli("learn", "--list", "--db", db).stdout
     assert "short_lived" in table and "5 liked, 27 random" in table
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT count(*) FROM scores s JOIN tags t ON t.id = s.tag_id "
+        rows = conn.execute("SELECT count(*) FROM learned_scores s JOIN tags t ON t.id = s.tag_id "
                             "WHERE t.raw = 'short_lived'").fetchone()[0]
     assert rows == 4 * PER_FAMILY  # replaced, not added to
     out = learn(db, "--remove", "short_lived").stdout
@@ -305,7 +305,9 @@ def test_list_relearn_and_remove(library, learned):
 
 
 def test_classifier_is_scikit_learns():
-    """What is stored and applied at scan time is the regression scikit-learn fitted."""
+    """What is stored and applied at scan time is the regression scikit-learn fits (its
+    objective's minimum: tagger.library.logistic finds it by Newton's method, scikit-learn's
+    lbfgs to its tolerance, here made tight and in float64)."""
     from tagger.library.learned import Classifier, cross_validate, fit
     from tagger.library.standardise import Standardiser
 
@@ -324,8 +326,9 @@ def test_classifier_is_scikit_learns():
     p = again.probabilities(x)
     from sklearn.linear_model import LogisticRegression
 
-    ref = LogisticRegression(C=0.02, class_weight="balanced", max_iter=2000).fit(z, y).predict_proba(z)[:, 1]
-    assert p == pytest.approx(ref, abs=1e-5)
+    ref = LogisticRegression(C=0.02, class_weight="balanced", max_iter=20000, tol=1e-12).fit(
+        z.astype(np.float64), y).predict_proba(z.astype(np.float64))[:, 1]
+    assert p == pytest.approx(ref, abs=1e-6)
     assert cross_validate(z[:58], np.r_[np.ones(1), np.zeros(57)], 0) == (0, None)
 
 
@@ -335,7 +338,7 @@ def _blobs(db, name):
                            "JOIN tags t ON t.id = l.tag_id WHERE t.raw = ?", (name,)).fetchone()
         emb = dict(conn.execute("SELECT t.path, e.vector FROM embeddings e JOIN tracks t ON t.id = e.track_id "
                                 "WHERE t.status = 'ok'").fetchall())
-        stored = dict(conn.execute("SELECT t.path, s.prob FROM scores s JOIN tracks t ON t.id = s.track_id "
+        stored = dict(conn.execute("SELECT t.path, s.prob FROM learned_scores s JOIN tracks t ON t.id = s.track_id "
                                    "WHERE s.tag_id = ?", (row[4],)).fetchall())
     f4 = [np.frombuffer(b, dtype="<f4") for b in (row[0], row[2], row[3])]
     vectors = {p: np.frombuffer(v, dtype="<f2").astype(np.float32) for p, v in emb.items()}

@@ -3,6 +3,7 @@ fixture), with synthetic results."""
 
 import numpy as np
 import pytest
+from conftest import module_db
 
 from tagger.engine.results import TrackResult
 from tagger.library.query import parse_terms
@@ -61,11 +62,7 @@ ARTISTS = ["Nina Simone", "nina simone", "Björk", "Straße Band", "The 100% Ban
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def tagged(request, tmp_path_factory):
     """One library of 300 tracks with scores and metadata, read by every filter probe."""
-    if request.param == "sqlite":
-        db = str(tmp_path_factory.mktemp("tagged") / "library.db")
-    else:
-        db = request.getfixturevalue("pg_server").create_database()
-    library = Store(db)
+    library = Store(module_db(request, tmp_path_factory, "tagged"))
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     rng = np.random.default_rng(11)
     rows, batch = {}, []
@@ -91,9 +88,11 @@ def _matches(f, meta: dict, fmt: str, path: str) -> bool:
         return value <= f.value
     if isinstance(f.value, int):
         return value == f.value
+    from tagger.store.text import fold
+
     if f.op == "~":
-        return str(f.value).casefold() in str(value).casefold()
-    return str(value).casefold() == str(f.value).casefold()
+        return fold(str(f.value)) in fold(str(value))
+    return fold(str(value)) == fold(str(f.value))
 
 
 def brute_filtered(model, rows, terms, min_score, where, top):
@@ -177,31 +176,95 @@ def test_foreign_or_newer_databases_are_refused(tmp_path):
         open_engine(str(tmp_path / "folder.db"))
 
 
+def _downgrade(conn, version: int) -> None:
+    """Make a database of this tagger look like one of schema ``version``, step by step (the
+    reverse of each migration), as the releases that wrote those versions left them."""
+    from sqlalchemy import text
+
+    if version < 4:  # 3: learned scores in scores, a unique index on the path itself, no folded text
+        conn.execute(text("INSERT INTO scores (track_id, tag_id, prob) SELECT track_id, tag_id, prob "
+                          "FROM learned_scores"))
+        conn.execute(text("DROP TABLE learned_scores"))
+        conn.execute(text("DELETE FROM meta WHERE key = 'index_version'"))
+        conn.execute(text("DROP INDEX ux_tracks_path_key"))
+        conn.execute(text("DROP INDEX ix_tracks_status_model"))
+        conn.execute(text("CREATE INDEX ix_tracks_status ON tracks (status)"))
+        for column in ("path_key", "title_folded", "artist_folded", "album_folded", "album_artist_folded",
+                       "genre_folded", "format_folded", "path_folded"):
+            conn.execute(text(f"ALTER TABLE tracks DROP COLUMN {column}"))
+        unique = ("CREATE UNIQUE INDEX v3_unique_path ON tracks (path)" if conn.dialect.name == "sqlite"
+                  else "ALTER TABLE tracks ADD CONSTRAINT tracks_path_key UNIQUE (path)")
+        conn.execute(text(unique))
+    if version < 3:  # 2: no file metadata, no learned tags
+        conn.execute(text("DROP TABLE learned_tags"))
+        for column in ("title", "artist", "album", "album_artist", "genre", "year", "track_no", "metadata_read"):
+            conn.execute(text(f"ALTER TABLE tracks DROP COLUMN {column}"))
+    if version < 2:  # 1: no tag writing
+        conn.execute(text("DROP TABLE write_journal"))
+        conn.execute(text("DROP TABLE write_runs"))
+    conn.execute(text(f"UPDATE meta SET value = '{version}' WHERE key = 'schema_version'"))
+
+
 def test_schema_1_database_is_migrated(db):
     from sqlalchemy import create_engine, inspect, text
 
     from tagger.store.db import db_url
+    from tagger.store.schema import SCHEMA_VERSION
     open_engine(db).dispose()
     raw = create_engine(db_url(db))
     with raw.begin() as conn:  # make it look like a database of the first release
-        conn.execute(text("DROP TABLE write_journal"))
-        conn.execute(text("DROP TABLE write_runs"))
-        conn.execute(text("DROP TABLE learned_tags"))
-        for column in ("title", "artist", "album", "album_artist", "genre", "year", "track_no", "metadata_read"):
-            conn.execute(text(f"ALTER TABLE tracks DROP COLUMN {column}"))
+        _downgrade(conn, 1)
         conn.execute(text("INSERT INTO tracks (path, size, mtime_ns, status) VALUES ('/m/old.mp3', 1, 2, 'failed')"))
-        conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
     engine = open_engine(db)
     assert {"write_runs", "write_journal", "learned_tags"} <= set(inspect(engine).get_table_names())
     assert {"title", "artist", "year", "track_no"} <= {c["name"] for c in inspect(engine).get_columns("tracks")}
     with raw.connect() as conn:
-        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar_one() == "3"
+        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar_one() == \
+            str(SCHEMA_VERSION)
         assert conn.execute(text("SELECT path, artist FROM tracks")).fetchall() == [("/m/old.mp3", None)]
     library = Store(db)  # and the migrated database works: a scan result is stored and read
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     p = np.full(50, 0.25, dtype=np.float32)
     library.save([TrackResult("/m/new.flac", 1, 1, "f", "flac", 3.0, 1, p, np.zeros(256, np.float32))], model)
     assert library.track("/m/new.flac").status == "ok"
+    library.save([TrackResult("/m/old.mp3", 1, 3, "f", "mp3", 3.0, 1, p, np.zeros(256, np.float32))], model)
+    assert library.track("/m/old.mp3").status == "ok"  # found by the key the migration gave it
+
+
+def test_schema_3_database_is_migrated_with_its_learned_tags_and_metadata(db):
+    """Schema 4: the path's key and the folded text are filled in for the tracks there are,
+    learned scores move to their own table, and long paths can then be stored."""
+    from sqlalchemy import create_engine, inspect
+
+    from tagger.library.query import parse_where
+    from tagger.store.db import db_url
+
+    library = Store(db)
+    model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    rng = np.random.default_rng(3)
+    batch = [TrackResult(f"/m/{name}.flac", 1, i, "f", "flac", 3.0, 1, rng.random(50).astype(np.float32),
+                         rng.standard_normal(256).astype(np.float32), metadata={"artist": artist})
+             for i, (name, artist) in enumerate([("a", "STRASSE"), ("b", "Straße"), ("c", "Nina")])]
+    library.save(batch, model)
+    ids = [library.track(r.path).id for r in batch]
+    library.store_learned(model, "mine", {"weights": b"", "bias": 0.0, "mean": b"", "scale": b""}, {}, ids,
+                          [0.9, 0.5, 0.1])
+    library.sql_engine.dispose()
+    raw = create_engine(db_url(db))
+    with raw.begin() as conn:
+        _downgrade(conn, 3)
+    library = Store(db)
+    assert "learned_scores" in inspect(library.sql_engine).get_table_names()
+    model = library.model()
+    assert library.track_scores(ids[0])["mine"] == pytest.approx(0.9)
+    terms = parse_terms(model.vocabulary, ["mine"], learned=model.learned)
+    rows = run_query(library, TrackQuery(terms, None, 10, parse_where(["artist=strasse"])), model)
+    assert [r.path for r in rows] == ["/m/a.flac", "/m/b.flac"]  # ß folds to ss, on both stores
+    long = "/m/" + "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(1500)) + ".flac"
+    library.save([TrackResult(long, 1, 1, "f", "flac", 3.0, 1, np.full(50, 0.5, np.float32),
+                              np.zeros(256, np.float32))], model)
+    assert library.track(long).status == "ok"
+    library.sql_engine.dispose()
 
 
 def test_a_track_that_cannot_be_stored_costs_only_itself(db):
@@ -235,7 +298,7 @@ def test_a_full_database_stops_with_one_clear_error(tmp_path):
     event.listen(library.sql_engine, "connect", lambda conn, _: conn.execute(f"PRAGMA max_page_count = {pages}"))
     p, e = np.full(50, 0.3, dtype=np.float32), np.zeros(256, np.float32)
     batch = [TrackResult(f"/m/{i}.flac", 1, 1, "f", "flac", 3.0, 1, p, e) for i in range(300)]
-    with pytest.raises(StoreError, match="cannot write to the database: database or disk is full"):
+    with pytest.raises(StoreError, match=r"the disk is full \(database or disk is full\)"):
         library.save(batch, model)
 
 
@@ -244,3 +307,15 @@ def test_tracks_by_id_takes_numpy_ids(lib):
     ids = library.embeddings_of(model).track_ids[:3]  # int64, as the features hold them
     rows = library.tracks_by_id(ids)
     assert sorted(rows) == [int(i) for i in ids] and all(r.status == "ok" for r in rows.values())
+
+
+def test_score_matrix_reads_learned_tags_from_their_own_table(lib):
+    """Schema 4 keeps learned tags' scores apart (learned_scores): the map's score matrix reads
+    both tables."""
+    library, model, probs = lib
+    ids = sorted(library.track(p).id for p in list(probs)[:3])
+    library.store_learned(model, "mine", {"weights": b"", "bias": 0.0, "mean": b"", "scale": b""}, {}, ids,
+                          [0.25, 0.5, 0.75])
+    model = library.model(model_id=model.id)
+    got = library.score_matrix(np.array(ids, dtype=np.int64), [model.tag_ids[0], model.learned["mine"]])
+    assert got[:, 1].tolist() == [0.25, 0.5, 0.75] and not np.isnan(got[:, 0]).any()

@@ -62,16 +62,18 @@ def test_each_moved_file_keeps_its_own_track(tmp_path):
 
 def test_new_changed_unchanged_and_other_model(tmp_path):
     root = tmp_path / "lib"
-    same, grown, touched, other = (put(root / f"{n}.wav", riff(i)) for i, n in enumerate("abcd"))
+    same, grown, rewritten, other, touched = (put(root / f"{n}.wav", riff(i)) for i, n in enumerate("abcdf"))
     known = {str(same): state(1, same, fingerprint(same)),
              str(grown): state(2, grown, fingerprint(grown), size=123),
-             str(touched): state(3, touched, fingerprint(touched), mtime=1),
-             str(other): state(4, other, fingerprint(other), model=2)}
+             str(rewritten): state(3, rewritten, "0" * 40, mtime=1),  # new time, other content
+             str(other): state(4, other, fingerprint(other), model=2),
+             str(touched): state(5, touched, fingerprint(touched), mtime=1)}  # new time, same content
     fresh = put(root / "e.wav", riff(9))
     plan = plan_scan(known, [root], MODEL)
-    assert plan.unchanged == 1 and plan.new == 1 and plan.changed == 3
-    assert sorted(f.path for f in plan.todo) == sorted(map(str, (grown, touched, other, fresh)))
-    assert plan_scan(known, [root], MODEL, force=True).changed == 4
+    assert plan.unchanged == 2 and plan.new == 1 and plan.changed == 3
+    assert sorted(f.path for f in plan.todo) == sorted(map(str, (grown, rewritten, other, fresh)))
+    assert plan.touched == [(5, str(touched), touched.stat().st_mtime_ns)]
+    assert plan_scan(known, [root], MODEL, force=True).changed == 5
 
 
 def test_a_missing_track_found_again_comes_back_and_outside_roots_stays(tmp_path):

@@ -90,6 +90,12 @@ def test_rescan_touch_move_delete_prune(tmp_path):
 
     touched = files["good"][0]
     os.utime(touched, ns=(time.time_ns(), time.time_ns()))
+    result = scan(root, db)  # touched, content as it was: its new time is stored, not scored again
+    assert scanned_at(db) == before and "0 scanned" in result.stdout
+    assert db_rows(db, "SELECT mtime_ns FROM tracks WHERE path = ?", str(touched)) == [(touched.stat().st_mtime_ns,)]
+    data = bytearray(touched.read_bytes())  # changed content of the same size: scored again
+    data[-2000:] = bytes(2000)
+    touched.write_bytes(bytes(data))
     scan(root, db)
     after = scanned_at(db)
     assert after[str(touched)] > before[str(touched)]
@@ -148,7 +154,8 @@ def fifty_tracks(tmp_path_factory):
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_interrupted_scan_is_consistent_and_resumes(fifty_tracks, tmp_path, sig):
-    from tagger.store.db import StoreError, writer_lock
+    from tagger.store.db import StoreError
+    from tagger.store.lock import writer_lock
 
     root = fifty_tracks
     db = tmp_path / "lib.db"

@@ -24,19 +24,19 @@ def imported_modules(*args: str) -> tuple[subprocess.CompletedProcess, list[tupl
     return result, modules
 
 
-def torch_chain(modules: list[tuple[int, str]]) -> list[str] | None:
-    """The chain of imports that brought torch in (outermost first), or None.
+def torch_chain(modules: list[tuple[int, str]], heavy: tuple[str, ...] = ("torch",)) -> list[str] | None:
+    """The chain of imports that brought torch (or another of ``heavy``) in, outermost first, or None.
 
     importtime prints a module after the modules it imported, one level less indented."""
     for i, (depth, name) in enumerate(modules):
-        if name == "torch" or name.startswith("torch."):
+        if name.split(".")[0] in heavy:
             chain = [name]
             for d, n in modules[i + 1:]:
                 if d < depth:
                     chain.append(n)
                     depth = d
             chain = chain[::-1]
-            return chain[:next(k for k, n in enumerate(chain) if n.split(".")[0] == "torch") + 1]
+            return chain[:next(k for k, n in enumerate(chain) if n.split(".")[0] in heavy) + 1]
     return None
 
 
@@ -66,8 +66,9 @@ def test_model_free_commands_import_no_torch(library):
                  ["write", "--dry-run", "--db", db], ["models"], ["models", "info", "musicnn-mtt"],
                  ["similar", root / "a.wav", "--db", db], ["radio", root / "b.wav", "--db", db, "--seed", "1"],
                  ["learn", "sine", "--like", root / "a.wav", "--db", db], ["learn", "--list", "--db", db],
-                 ["map", "--db", db, "--out", root / "map.html"]):
+                 ["map", "--db", db, "--out", root / "map.html"],
+                 ["scan", root, "--db", db], ["scan", root, "--db", db, "--dry-run"]):
         result, modules = imported_modules(*args)
         assert result.returncode == 0, (args, result.stderr[-2000:])
-        chain = torch_chain(modules)
+        chain = torch_chain(modules, ("torch", "openvino"))
         assert chain is None, f"{' '.join(map(str, args[:2]))}: torch imported by {' → '.join(chain)}"

@@ -24,7 +24,8 @@ from mutagen.id3 import ID3, TDAT, TIT2, TYER
 from tagger.audio.discover import fingerprint
 from tagger.files.atomic import remove_stale_temps_in, replace_atomically
 from tagger.store.catalog import Store
-from tagger.store.db import StoreError, writer_lock
+from tagger.store.db import StoreError
+from tagger.store.lock import writer_lock
 
 ID3V1 = (b"TAG" + b"Title".ljust(30, b"\0") + b"Artist".ljust(30, b"\0") + b"Album".ljust(30, b"\0")
          + b"1999" + b"only in the v1 tag".ljust(28, b"\0") + b"\0\x05" + bytes([8]))
@@ -318,7 +319,7 @@ def test_lock_in_a_read_only_folder_is_a_store_error():
         folder = base / "ro"
         folder.mkdir()
         folder.chmod(0o555)
-        code = ("from tagger.store.db import StoreError, writer_lock\n"
+        code = ("from tagger.store.db import StoreError\nfrom tagger.store.lock import writer_lock\n"
                 "try:\n"
                 f"    with writer_lock({str(folder / 'lib.db')!r}):\n"
                 "        print('locked')\n"

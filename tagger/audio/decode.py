@@ -5,6 +5,7 @@ that opens audio, and it never holds a whole long track: audio flows through in 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,11 +15,12 @@ import soundfile as sf
 import soxr
 
 from tagger.audio.chunks import chunk_starts, cut_chunks
+from tagger.audio.container import content_format, truncation
 from tagger.errors import DecodeError
 
 
 @contextmanager
-def _c_stderr_silenced():
+def c_stderr_silenced():
     """libmpg123 inside libsndfile prints resync notes straight to fd 2 on damaged MP3s;
     the user gets our one-line error instead."""
     try:
@@ -40,14 +42,14 @@ BLOCK_FRAMES = 1 << 16  # source frames per read: ~1.5 s at 44.1 kHz, a few hund
 
 def _soundfile_blocks(path: Path) -> tuple[Iterator[np.ndarray], int, str]:
     """Mono float32 blocks at the file's own rate, read ``BLOCK_FRAMES`` at a time."""
-    with _c_stderr_silenced():
+    with c_stderr_silenced():
         f = sf.SoundFile(str(path))
     fmt = "opus" if f.subtype == "OPUS" else f.format
 
     def blocks() -> Iterator[np.ndarray]:
         with f:
             while True:
-                with _c_stderr_silenced():
+                with c_stderr_silenced():
                     data = f.read(BLOCK_FRAMES, dtype="float32", always_2d=True)
                 if not len(data):
                     return
@@ -98,7 +100,10 @@ def _check_readable(path: Path) -> Path:
         raise DecodeError(path, "is a directory, not an audio file")
     if not os.access(path, os.R_OK):
         raise DecodeError(path, "permission denied")
-    if path.stat().st_size == 0:
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the read; /dev/zero would never end
+        raise DecodeError(path, "is not a regular file (a FIFO, socket or device)", "give an audio file")
+    if st.st_size == 0:
         raise DecodeError(path, "empty file (0 bytes)")
     return path
 
@@ -181,6 +186,10 @@ def decode(path: str | os.PathLike[str], sample_rate: int) -> np.ndarray:
 
 
 def _format_name(path: Path, fallback: str) -> str:
+    """The format from the file's content (an MP3 named .flac is an MP3), else its extension."""
+    found = content_format(path)
+    if found:
+        return found
     ext = path.suffix.lower().lstrip(".")
     return ext if ext and len(ext) <= 5 else fallback.lower()
 
@@ -189,7 +198,7 @@ def _seek_chunks(path: Path, sample_rate: int, chunk: int, n_chunks: int) -> tup
     """Read only the N chunks, with libsndfile's sample-exact seeks; None when the file is
     short enough that reading it whole is as cheap, or libsndfile cannot open it."""
     try:
-        with _c_stderr_silenced(), sf.SoundFile(str(path)) as f:
+        with c_stderr_silenced(), sf.SoundFile(str(path)) as f:
             sr, frames = f.samplerate, f.frames
             if frames <= 0 or not f.seekable():
                 return None
@@ -241,6 +250,10 @@ class ChunkReader:
 
     def __iter__(self) -> Iterator[np.ndarray | None]:
         _check_readable(self.path)
+        cut_short = truncation(self.path)
+        if cut_short:
+            raise DecodeError(self.path, cut_short, "copy or download it again; the part that is there "
+                                                    "would be scored as if it were the whole track")
         self.chunks = 0
         if self.n_chunks is not None:
             seeked = _seek_chunks(self.path, self.sample_rate, self.chunk, self.n_chunks)

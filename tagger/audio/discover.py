@@ -37,6 +37,7 @@ class FoundFile:
     path: str  # absolute, as reached (a symlink keeps its own path)
     size: int
     mtime_ns: int
+    identity: tuple[int, int] | None = field(default=None, compare=False)  # (device, inode) of the real file
 
 
 @dataclass
@@ -86,7 +87,7 @@ def discover(roots: Iterable[str | os.PathLike[str]], include_hidden: bool = Fal
                 bad_names.append(FoundFile(printable_path(path), st.st_size, st.st_mtime_ns))
                 return
             seen_files.add(key)
-            files.append(FoundFile(path, st.st_size, st.st_mtime_ns))
+            files.append(FoundFile(path, st.st_size, st.st_mtime_ns, key))
 
     def walk(top: str) -> None:
         stack = [top]  # depth-first, in sorted order, without recursion limits

@@ -30,7 +30,7 @@ from tagger.cli import (
     train_cmd,
     write_cmd,
 )
-from tagger.cli.common import HELP_OPTION_NAMES, click, readable_help
+from tagger.cli.common import HELP_OPTION_NAMES, click, printable, readable_help
 from tagger.errors import CommandLineError, TaggerError
 
 app = typer.Typer(
@@ -111,7 +111,7 @@ def _usage_message(e) -> str:
 def _error(message: str, e: BaseException, status: int) -> int:
     if _verbose:
         traceback.print_exception(e)
-    print(f"tagger: error: {message}", file=sys.stderr)
+    print(f"tagger: error: {printable(message)}", file=sys.stderr)
     return status
 
 

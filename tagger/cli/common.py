@@ -31,10 +31,24 @@ def _home_short(path: str) -> str:
     return "~" + path[len(home):] if path.startswith(home + "/") else path
 
 
+def _db_help() -> str:
+    """--db's help: the database a command without --db uses, TAGGER_DB's where it is set."""
+    import os
+
+    from_env = os.environ.get("TAGGER_DB")
+    if from_env:
+        shown = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", from_env)  # no password in help
+        return f"Library database: a file or an SQLAlchemy URL. Now: {_home_short(shown)} (from TAGGER_DB)"
+    return f"Library database: a file or an SQLAlchemy URL. Default: {_home_short(default_db())} (or TAGGER_DB)"
+
+
 DB_OPTION = typer.Option(None, "--db", envvar="TAGGER_DB", show_default=False, metavar="FILE|URL",
-                         help="Library database: a file or an SQLAlchemy URL. "
-                              f"Default: {_home_short(default_db())}")
+                         help=_db_help())
 DEVICE_METAVAR = "[auto|cpu|cuda|cuda:N]"
+# the largest count or row number an option takes (both databases' 32-bit integers; a number
+# past it is a usage error, not an SQL overflow)
+COUNT_MAX = 2**31 - 1
+SEED_MAX = 2**32 - 1  # numpy's and scikit-learn's seeds
 # a probability at which a tag is taken to apply (as tagger write's default --min)
 TAG_APPLIES = 0.2
 
@@ -52,17 +66,26 @@ def db_line(db: str | None) -> str:
 
 
 # --- output ---------------------------------------------------------------------------------
+class SafeConsole(Console):
+    """A rich Console whose ``print`` shows control characters in the strings it is given as
+    escapes (``printable``): a file name or a tag value cannot clear the screen, move the
+    cursor or forge a line of tagger's output. (Tables escape their cells where they are made.)"""
+
+    def print(self, *objects, **kwargs) -> None:
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
 def stdout_console() -> Console:
     """Rich output on stdout. On a terminal, tables fit its width; into a pipe or a file, nothing
     is wrapped or cut (a path stays whole, a row stays one line) and lines are never hard-wrapped."""
-    console = Console(highlight=False, soft_wrap=True)
+    console = SafeConsole(highlight=False, soft_wrap=True)
     if not console.is_terminal:
         console.width = 100_000
     return console
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return SafeConsole(stderr=True, highlight=False)
 
 
 def bar(p: float, width: int = 20) -> str:
@@ -70,13 +93,19 @@ def bar(p: float, width: int = 20) -> str:
     return "█" * int(filled) + ("▌" if filled - int(filled) >= 0.5 else "")
 
 
+# C0 and C1 controls (ESC, CSI…), DEL, the line and paragraph separators, and the bidi controls
+# that reorder what a terminal shows
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def printable(text: str) -> str:
-    """``text`` on one line: control characters (a line break in a file name) as escapes."""
-    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], text)
+    """``text`` on one line: control characters (a line break or an escape sequence in a file
+    name) as escapes (``\\n``, ``\\x1b``, ``\\u2028``)."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def warn(message: str) -> None:
-    print(f"tagger: {message}", file=sys.stderr)
+    print(f"tagger: {printable(message)}", file=sys.stderr)
 
 
 def plural(n: int, word: str) -> str:

@@ -8,10 +8,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import DB_OPTION, db_path, plural, stdout_console, warn
-from tagger.errors import CommandLineError, UsageError
+from tagger.cli.common import DB_OPTION, SEED_MAX, db_path, plural, stdout_console, warn
+from tagger.errors import CommandLineError, UsageError, quoted
 
-# tagger.store.catalog (SQLAlchemy, numpy), tagger.library.learned and scikit-learn load when the command
+# tagger.store.catalog (SQLAlchemy, numpy), and tagger.library.learned load when the command
 # runs: every command's --help imports this module
 
 EXAMPLES_METAVAR = "PATH|M3U|tag:TAG[>=P]"
@@ -29,16 +29,17 @@ def learn_command(
                                           "sample of the rest of the library stands in for them)."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
                               help="Whose embeddings to learn on (default: the model that scored most tracks)."),
-    seed: int = typer.Option(0, "--seed", metavar="N", help="Seed of the random sample and the folds."),
+    seed: int = typer.Option(0, "--seed", min=0, max=SEED_MAX, metavar="N", help="Seed of the random sample and the folds."),
     list_: bool = typer.Option(False, "--list", help="List the learned tags."),
     remove: bool = typer.Option(False, "--remove", help="Remove learned tag NAME and its scores."),
     as_json: bool = typer.Option(False, "--json", help="With --list: print JSON."),
     db: str = DB_OPTION,
 ) -> None:
-    """Learn tag NAME from example tracks: a classifier on the model's embeddings, cross-validated,
-    that scores every track now and every track scanned later. It then works as any tag does:
-    query --tag NAME (also with the model's tags), show, tags, write. Learning NAME again
-    replaces it.
+    """Learn a tag of your own from example tracks.
+
+    A classifier on the model's embeddings, cross-validated, that scores every track now and
+    every track scanned later. It then works as any tag does: query --tag NAME (also with the
+    model's tags), show, tags, write. Learning NAME again replaces it.
 
     \b
     tagger learn calm --like ~/Music/Calm --like evening.m3u
@@ -48,13 +49,11 @@ def learn_command(
     _check_combination(name, like, unlike, list_, remove, as_json)
     from tagger.store.catalog import Store
 
-    library = Store(db_path(db), create=False)
+    library = Store(db_path(db), create=False, check=False if list_ else "cheap")
     if list_:
         _list(library, as_json)
         return
-    from tagger.store.db import writer_lock
-
-    with writer_lock(db_path(db)):  # a scan storing tracks meanwhile would miss the tag's scores
+    with library.writing():  # a scan storing tracks meanwhile would miss the tag's scores
         if remove:
             _remove(library, name)
         else:
@@ -71,7 +70,7 @@ def _check_combination(name, like, unlike, list_: bool, remove: bool, as_json: b
     if not list_ and not name:
         raise CommandLineError(None, "which tag? give NAME", "tagger learn NAME --like PATH, or tagger learn --list")
     if not list_ and not remove and not like:
-        raise CommandLineError(None, f"learning {name!r} needs examples: --like {EXAMPLES_METAVAR}",
+        raise CommandLineError(None, f"learning {quoted(name)} needs examples: --like {EXAMPLES_METAVAR}",
                          "see 'tagger learn --help'")
 
 
@@ -114,7 +113,7 @@ def _remove(library, name: str) -> None:
     rows = library.learned_tag_rows(name)
     if not rows:
         known = [r.name for r in library.learned_tag_rows()]
-        raise UsageError(None, f"no learned tag named {name!r}",
+        raise UsageError(None, f"no learned tag named {quoted(name)}",
                          f"learned tags here: {', '.join(known)}" if known else "this library has no learned tags")
     library.remove_learned(name)
     print(f"removed learned tag {name} ({plural(sum(r.tracks for r in rows), 'track score')}); files it was "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import DB_OPTION, bar, db_line, db_path, plural, printable, stdout_console
+from tagger.cli.common import DB_OPTION, TAG_APPLIES, bar, db_line, db_path, plural, printable, stdout_console
 from tagger.errors import TaggerError, UsageError
 from tagger.files.fields import TRACK_METADATA
 from tagger.model.vocab import Vocabulary, tag_name
@@ -27,6 +28,8 @@ def _library(db: str | None) -> Store:
 
 
 def show_command(file: Path = typer.Argument(..., help="A scanned audio file (any path to it).", show_default=False),
+                 top: int = typer.Option(0, "--top", "-n", min=0, metavar="N",
+                                         help="Only the N most probable tags (0: all)."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                  db: str = DB_OPTION) -> None:
     """All tag probabilities of one track, highest first, and its groups' scores."""
@@ -45,6 +48,10 @@ def show_command(file: Path = typer.Argument(..., help="A scanned audio file (an
     learned = {k: scores.pop(k) for k in list(scores) if k in stored.learned}  # tagger learn's
     groups = {g: max(scores[m] for m in members) for g, members in stored.vocabulary.groups.items()}
     own = {k: getattr(row, k) for k in TRACK_METADATA if getattr(row, k, None) is not None}
+    if top:
+        kept = sorted({**scores, **learned}.items(), key=lambda kv: -kv[1])[:top]
+        scores = {k: p for k, p in kept if k in scores}
+        learned = {k: p for k, p in kept if k in learned}
     if as_json:
         print(json.dumps({"path": row.path, "model": stored.name, "duration_s": row.duration_s, **own,
                           "tags": dict(sorted(scores.items(), key=lambda kv: -kv[1])),
@@ -76,8 +83,10 @@ def query_name(vocab: Vocabulary, raw: str) -> str:
     return name if vocab.resolve(name) == [raw] else f"raw:{name}"
 
 
-def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0, metavar="P",
-                                                 help="Count tracks at or above this probability."),
+def tags_command(min_score: float = typer.Option(TAG_APPLIES, "--min", min=0.0, max=1.0, metavar="P",
+                                                 help="Count tracks at or above this probability (as query "
+                                                      "and write take a tag to apply; learned tags from "
+                                                      "their own 0.5, or P if higher)."),
                  model: str = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
                                            help="Model (default: the one that scored most tracks)."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -88,7 +97,9 @@ def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0,
     vocab = stored.vocabulary
     counts = library.tag_counts(stored, min_score)
     groups = library.group_counts(stored, min_score)
-    learned = library.learned_counts(stored, min_score)  # tagger learn's, on this model
+    from tagger.library.learned import LEARNED_MIN  # numpy: loaded when the command runs, not for --help
+
+    learned = library.learned_counts(stored, max(min_score, LEARNED_MIN))  # tagger learn's, on this model
     liked = {r.name: r.examples.get("like") for r in library.learned_tag_rows() if r.model_id == stored.id} \
         if learned else {}
     if as_json:
@@ -120,8 +131,11 @@ def tags_command(min_score: float = typer.Option(0.5, "--min", min=0.0, max=1.0,
 
 def stats_command(as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                   db: str = DB_OPTION) -> None:
-    """Tracks, hours, formats, failures and models in the library, and where it is."""
-    s = _library(db).stats()
+    """Tracks, hours, formats, failures and models in the library, and where it is (and
+    whether the file is damaged, where checking is quick)."""
+    from tagger.store.catalog import Store
+
+    s = Store(db_path(db), create=False, check="cheap").stats()
     if as_json:
         from tagger.store.db import display_db
 
@@ -140,5 +154,15 @@ def stats_command(as_json: bool = typer.Option(False, "--json", help="Print JSON
 
 def prune_command(db: str = DB_OPTION) -> None:
     """Delete tracks whose files are gone (marked missing by the last scan)."""
-    n = _library(db).prune()
+    from tagger.store.catalog import Store
+
+    library = Store(db_path(db), create=False, check="cheap")
+    with library.writing():  # not beside a scan (whose moves it could drop) or a write
+        n = library.prune()
     print(f"removed {plural(n, 'missing track')}")
+    gone = [r.path for r in library.tracks_under() if not os.path.exists(r.path)]
+    if gone:  # deleted (or moved) since the last scan: a scan marks them, prune forgets them
+        theirs = "has its file" if len(gone) == 1 else "have their files"
+        print(f"tagger: {plural(len(gone), 'track')} of the library {theirs} "
+              f"gone since the last scan (first: {printable(gone[0])}); run 'tagger scan' on the library first "
+              "(a moved file keeps its scores), then 'tagger prune'", file=sys.stderr)

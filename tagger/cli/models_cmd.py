@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tagger.cli.common import stdout_console
@@ -86,6 +87,11 @@ def info(model: str = typer.Argument(DEFAULT_MODEL, metavar="NAME|FILE",
             ("groups", "; ".join(f"{g}: {', '.join(m)}" for g, m in card.groups.items()) or "—"),
             ("metrics", ", ".join(f"{k}={v}" for k, v in card.metrics.items()) or "—")]
     rows += [(k, str(v)) for k, v in card.provenance.items()]
+    if not console.is_terminal:  # into a file or a pipe: plain lines, nothing padded or cut
+        rows.append(("license", " ".join(card.license.split())))
+        for k, v in rows:
+            console.print(f"  {k}: {escape(v)}", soft_wrap=True)
+        return
     rows.append(("license", card.license[:160] + ("…" if len(card.license) > 160 else "")))
     table = Table(show_header=False, show_edge=False, box=None)
     table.add_column(style="cyan", no_wrap=True)

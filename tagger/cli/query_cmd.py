@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import DB_OPTION, TAG_APPLIES, db_path, plural, printable, stdout_console, warn
+from tagger.cli.common import COUNT_MAX, DB_OPTION, TAG_APPLIES, db_path, plural, printable, stdout_console, warn
 from tagger.cli.tracklist import Format, display_name, mmss, write_m3u, write_paths
 from tagger.files.fields import TRACK_METADATA
 
@@ -30,7 +31,7 @@ def query_command(
                                       help="Rank down tracks with this tag (score 1 − p)."),
     min_score: float = typer.Option(None, "--min", min=0.0, max=1.0, metavar="P", show_default=False,
                                     help="Only tracks whose score is at least this."),
-    top: int = typer.Option(50, "--top", "-n", min=0, metavar="N", help="How many tracks; 0 for all."),
+    top: int = typer.Option(50, "--top", "-n", min=0, max=COUNT_MAX, metavar="N", help="How many tracks; 0 for all."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
                               help="Whose scores to rank by (default: the model that scored most tracks)."),
     where: list[str] = typer.Option([], "--where", "-w", metavar="FIELD=VALUE", show_default=False,
@@ -55,7 +56,7 @@ def query_command(
     rows = run_query(library, TrackQuery(terms, min_score, top or None, parse_where(where)), stored)
     WRITERS[fmt](rows, terms)
     _note_other_models(library.model_counts(), stored.id)
-    _note_weak_match(rows, terms, min_score)
+    _note_weak_match(rows, terms, min_score, where)
 
 
 def _note_other_models(counts: list[tuple[int, str, str, int]], model_id: int) -> None:
@@ -70,14 +71,18 @@ def _note_other_models(counts: list[tuple[int, str, str, int]], model_id: int) -
              "--model NAME chooses the model")
 
 
-def _note_weak_match(rows: list[QueryRow], terms: tuple[Term, ...], min_score: float | None) -> None:
+def _note_weak_match(rows: list[QueryRow], terms: tuple[Term, ...], min_score: float | None,
+                     where: list[str] | None = None) -> None:
     """Every track is ranked, however badly it matches: say when even the best one does not."""
     label = " and ".join(t.label for t in terms)
     if not rows:
-        warn(f"no track matches {label}" + (f" with a score of at least {min_score}" if min_score is not None else ""))
+        conditions = ([f"with a score of at least {min_score}"] if min_score is not None else []) + \
+            [f"--where {w}" for w in where or []]
+        warn(f"no track matches {label}" + (" " + " and ".join(conditions) if conditions else ""))
     elif rows[0].score < TAG_APPLIES:
-        warn(f"no track scores above {TAG_APPLIES} for {label} (best: {rows[0].score:.3f}); "
-             "the library may hold no such tracks")
+        warn(f"no track scores above {TAG_APPLIES} for {label} (best: {rows[0].score:.3f}); the tracks are "
+             "still ranked by it, best first. The model gives some tags high probabilities rarely, so a "
+             "low best score need not mean the library has no such tracks")
 
 
 def _table(rows: list[QueryRow], terms: tuple[Term, ...]) -> None:
@@ -94,7 +99,7 @@ def _table(rows: list[QueryRow], terms: tuple[Term, ...]) -> None:
     table.add_column("path", overflow="fold")
     for r in rows:
         extra = [f"{s:.3f}" for s in r.term_scores] if len(terms) > 1 else []
-        track = [escape(printable(display_name(r)))] if named else []
+        track = [escape(printable(display_name(r) or Path(r.path).stem))] if named else []
         table.add_row(str(r.rank), f"{r.score:.3f}", *extra, mmss(r.duration_s), *track, escape(printable(r.path)))
     stdout_console().print(table)
 
@@ -117,7 +122,7 @@ def _jsonl(rows, terms) -> None:
 
 
 def _csv(rows, terms) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = csv.writer(sys.stdout, lineterminator="\r\n")  # RFC 4180: a CR in a value is quoted too
     writer.writerow(["rank", "score", *[t.label for t in terms], "duration_s", "format", *TRACK_METADATA, "path"])
     for r in rows:
         writer.writerow([r.rank, f"{r.score:.6f}", *[f"{s:.6f}" for s in r.term_scores],

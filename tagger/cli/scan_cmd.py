@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -15,14 +17,14 @@ from rich.progress import (
     ProgressColumn,
     SpinnerColumn,
     TextColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
 from tagger.cli.common import DB_OPTION, db_path, parse_chunks, plural, stderr_console, stdout_console
 from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
-from tagger.engine.options import DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, SCAN_ENGINES, ScanOptions
-from tagger.errors import CommandLineError
+from tagger.engine.options import (DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, RUNTIMES, SCAN_ENGINES,
+                                   ScanOptions)
+from tagger.errors import CommandLineError, UsageError
 
 # tagger.scan (torch, the engine) and tagger.library.writer are imported when a scan runs, so that
 # `tagger --help` and the commands that need no model start without torch
@@ -31,37 +33,67 @@ from tagger.errors import CommandLineError
 _ADDRESS = re.compile(r"(ray://)?([^\s:/\[\]]+|\[[0-9A-Fa-f:.]+\]):\d{1,5}/?")  # host:port, [v6]:port
 
 
+SETTLE_S = 5.0  # before this much of the scan has passed, a rate says more about batching than speed
+
+
+def _average_rate(task) -> float | None:
+    """Tracks per second since the scan began, once there is something to average: tracks are
+    done a batch at a time, so a rate over the last moments (rich's) starts at thousands."""
+    elapsed = task.elapsed or 0.0
+    if elapsed < SETTLE_S or not task.completed:
+        return None
+    return task.completed / elapsed
+
+
 class _Rate(ProgressColumn):
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
+        rate = _average_rate(task)
         hours = task.fields.get("hours", 0.0)
-        return Text(f"{hours:.2f} h audio  {speed or 0:.1f} tracks/s", style="cyan")
+        return Text(f"{hours:.2f} h audio  " + (f"{rate:.1f} tracks/s" if rate else "–  tracks/s"), style="cyan")
+
+
+class _Eta(ProgressColumn):
+    def render(self, task) -> Text:
+        rate = _average_rate(task)
+        if task.finished or task.total is None:
+            return Text("")
+        if not rate:
+            return Text("-:--:--", style="progress.remaining")
+        left = int((task.total - task.completed) / rate)
+        return Text(f"{left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="progress.remaining")
 
 
 def scan_command(
+    ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="Folders (or files) to scan.", show_default=False),
     db: str = DB_OPTION,
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Built-in model name or model file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Chunks per model batch."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, show_default=False,
+                                   help="Chunks per model batch (default: 16 on OpenVINO, 64 on torch)."),
     workers: int = typer.Option(None, "--workers", min=0, show_default=False,
                                 help="Decoding processes (default: from the CPU count); 0 decodes "
                                      "in the main process."),
     threads: int = typer.Option(None, "--threads", min=1, show_default=False,
-                                help="CPU threads for the model (default: every core)."),
+                                help="CPU threads for the model (default: every core on the CPU, 1 with CUDA)."),
     chunks: str = typer.Option(str(DEFAULT_CHUNKS), "--chunks",
                                help="3 s chunks per track: N evenly spaced ones, or 'all'."),
     force: bool = typer.Option(False, "--force", help="Rescan every file, changed or not."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be scanned; change nothing."),
     hidden: bool = typer.Option(False, "--hidden", help="Also scan hidden files and folders."),
+    runtime: str = typer.Option("auto", "--runtime",
+                                help="What runs the model: auto (OpenVINO on the CPU, torch on CUDA), "
+                                     "openvino, or torch (the fallback)."),
     compile: str = typer.Option("auto", "--compile",
-                                help="torch.compile the model on CPU: auto (for large scans), yes, no."),
-    precision: str = typer.Option("fp32", "--precision",
-                                  help="fp32, or fp16 autocast on CUDA (track scores within 1e-2 of fp32; "
-                                       "see benchmarks/RESULTS.md)."),
+                                help="With torch on the CPU: torch.compile the model: auto (for large scans), "
+                                     "yes, no."),
+    precision: str = typer.Option("auto", "--precision",
+                                  help="auto (OpenVINO: int8 where the model's calibration keeps its tags, else "
+                                       "fp32), fp32, int8 (OpenVINO), or fp16 autocast on CUDA (see "
+                                       "benchmarks/RESULTS.md)."),
     engine: str = typer.Option("local", "--engine",
                                help="local: decode and score on this machine; ray: a Ray Data pipeline "
-                                    "(needs pip install 'tagger[ray]').", show_default=True),
+                                    "(needs pip install 'tagger\\[ray]').", show_default=True),
     ray_address: str = typer.Option(None, "--ray-address", show_default=False,
                                     help="With --engine ray: the cluster to join (host:port, ray://host:port "
                                          "or auto); default: a local Ray on this machine's cores."),
@@ -84,6 +116,8 @@ def scan_command(
         raise CommandLineError(None, f"--compile must be auto, yes or no, not {compile!r}")
     if precision not in PRECISIONS:
         raise CommandLineError(None, f"--precision must be {' or '.join(PRECISIONS)}, not {precision!r}")
+    if runtime not in RUNTIMES:
+        raise CommandLineError(None, f"--runtime must be {', '.join(RUNTIMES)}, not {runtime!r}")
     if engine not in SCAN_ENGINES:
         raise CommandLineError(None, f"--engine must be {' or '.join(SCAN_ENGINES)}, not {engine!r}")
     if engine != "ray":
@@ -98,13 +132,16 @@ def scan_command(
         raise CommandLineError(None, f"--ray-address must be host:port, ray://host:port or auto, not {ray_address!r}")
     options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
-                          include_hidden=hidden, compile=compile, precision=precision, scan_engine=engine,
-                          ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus)
+                          include_hidden=hidden, compile=compile, precision=precision, runtime=runtime,
+                          scan_engine=engine,
+                          ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus,
+                          verbose=bool(ctx.find_root().params.get("verbose")))
+    _check_db_folder(db)
     writing = _TagWriting(top, min_prob, fields, force) if write_tags and not dry_run else None
     out, err = stdout_console(), stderr_console()
     interactive = err.is_terminal
     progress = Progress(SpinnerColumn(), TextColumn("scanning"), BarColumn(), MofNCompleteColumn(),
-                        _Rate(), TimeRemainingColumn(), console=err, transient=True,
+                        _Rate(), _Eta(), console=err, transient=True,
                         disable=not interactive)
     task = None
 
@@ -122,14 +159,49 @@ def scan_command(
             progress.console.print(f"failed {escape(p.path)}: {escape(p.error)}", style="red", soft_wrap=True)
         progress.update(task, completed=p.done, hours=p.audio_s / 3600)
 
-    with progress:
-        summary = scan([str(p) for p in paths], db_path(db), options, on_progress, on_plan,
-                       after_save=writing)
+    from tagger.store.db import db_exists, display_db
+
+    new_db = not db_exists(db_path(db))
+    terminated = []
+
+    def on_sigterm(signum, frame) -> None:  # `timeout`, `kill`, a service stop: as Ctrl-C, with the summary
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with progress:
+            summary = scan([str(p) for p in paths], db_path(db), options, on_progress, on_plan,
+                           after_save=writing)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     _print_summary(out, summary, dry_run, writing.counts if writing else {})
+    if new_db and not dry_run:  # a mistyped --db must not pass for the library unnoticed
+        out.print(f"made a new database: {display_db(db_path(db))}", style="dim", soft_wrap=True)
+    if writing is not None and summary.plan.unchanged and not summary.interrupted:
+        n = summary.plan.unchanged
+        out.print(f"--write-tags writes the tracks this scan scores; {plural(n, 'track')} scanned before "
+                  f"{'was' if n == 1 else 'were'} left as {'it is' if n == 1 else 'they are'}: 'tagger write' "
+                  "writes every scanned track", style="dim")
+    for o in (writing.problems if writing else [])[:20]:
+        err.print(f"tags not written: {o.status}: {escape(o.path)}: {escape(o.reason)}",
+                  style="red" if o.status == "failed" else "yellow", soft_wrap=True)
     if summary.interrupted:
-        print(f"tagger: interrupted; {summary.scanned + len(summary.failed)} tracks were saved. "
+        print(f"tagger: {'terminated' if terminated else 'interrupted'}; "
+              f"{summary.scanned + len(summary.failed)} tracks were saved. "
               "Run the same command again to continue.", file=sys.stderr)
-        raise typer.Exit(130)
+        raise typer.Exit(143 if terminated else 130)
+
+
+def _check_db_folder(db: str | None) -> None:
+    """A --db (or TAGGER_DB) file in a folder that does not exist is a typo, not a new
+    library: refused before anything is made (the default location's folders are made)."""
+    if not db or "://" in db:
+        return
+    folder = os.path.dirname(os.path.abspath(os.path.expanduser(db)))
+    if not os.path.isdir(folder):
+        raise UsageError(db, f"no folder {folder} for the database",
+                         "check the path; to start a library there, make the folder first (mkdir -p)")
 
 
 class _TagWriting:
@@ -142,6 +214,7 @@ class _TagWriting:
         self.options = WriteOptions(top=top, min_prob=min_prob, fields=parse_fields(fields), force=force)
         self.run_id: int | None = None
         self.counts: dict[str, int] = {}
+        self.problems: list = []  # FileOutcomes of files not written: named after the summary
 
     def __call__(self, library, results) -> None:
         from tagger.library.writer import start_write_run, write_tracks
@@ -151,6 +224,8 @@ class _TagWriting:
         rows = library.tracks_at([r.path for r in results])
         for outcome in write_tracks(library, rows, self.options, run_id=self.run_id):
             self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
+            if outcome.status in ("failed", "skipped"):
+                self.problems.append(outcome)
 
 
 def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
@@ -163,6 +238,9 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
         head = f"{s.scanned} scanned"
     out.print(f"{head} · new {p.new} · changed {p.changed} · unchanged {p.unchanged} · moved {len(p.moved)} · "
               f"missing {len(p.missing)} · failed {len(s.failed)}")
+    if p.duplicates:
+        out.print(f"merged {len(p.duplicates)} duplicate track{'s' if len(p.duplicates) > 1 else ''}: "
+                  "files the database held under two paths (a symlink and its target) are one track each now")
     if s.metadata_read:
         out.print(f"read the file metadata (artist, title, …) of {plural(s.metadata_read, 'track')} scanned "
                   "before tagger kept it; their scores stay as they were")
@@ -173,10 +251,12 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
         return
     t = max(s.elapsed_s, 1e-9)
     out.print(f"{s.audio_s / 3600:.2f} h of audio in {t:.1f} s: {(s.scanned + len(s.failed)) / t:.2f} tracks/s, "
-              f"{s.audio_s / t:.0f}× real time · model {s.model_name} on {e.device}"
-              f"{' (compiled)' if e.compiled else ''}{', fp16' if e.precision == 'fp16' else ''}, {e.chunks} chunks, "
+              f"{s.audio_s / t:.0f}× real time · model {s.model_name} on {e.device}, {e.runtime} {e.precision}"
+              f"{' (compiled)' if e.compiled else ''}, {e.chunks} chunks, "
               f"{100 * e.model_s / t:.0f}% of the time in the model, {100 * e.wait_s / t:.0f}% waiting for "
               f"decoding ({plural(e.workers, 'worker')})")
+    for note in e.notes:
+        out.print(f"note: {escape(note)}", style="yellow")
     if e.workers_replaced:
         out.print(f"note: {e.workers_replaced} decoding process(es) died and were replaced; the files they "
                   "held are listed as failed", style="yellow")

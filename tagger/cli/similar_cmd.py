@@ -9,13 +9,14 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import DB_OPTION, db_path, plural, printable, stdout_console, warn
+from tagger.cli.common import COUNT_MAX, DB_OPTION, db_path, plural, printable, stdout_console, warn
 from tagger.cli.tracklist import Format, display_name, mmss, write_m3u, write_paths
 from tagger.files.fields import TRACK_METADATA
 
@@ -36,7 +37,7 @@ def _neighbourhood(db: str | None) -> Neighbourhood:
 def similar_command(
     target: str = typer.Argument(..., metavar="TRACK_OR_FILE", show_default=False,
                                  help="A library track (any path to it) or an audio file, embedded now."),
-    top: int = typer.Option(20, "-n", "--top", min=1, metavar="N", help="How many tracks."),
+    top: int = typer.Option(20, "-n", "--top", min=1, max=COUNT_MAX, metavar="N", help="How many tracks."),
     fmt: Format = FORMAT_OPTION,
     same_model: bool = typer.Option(False, "--same-model",
                                     help="Compare with the tracks of the track's own model (default: "
@@ -62,7 +63,7 @@ def similar_command(
 def radio_command(
     seeds: list[str] = typer.Argument(..., metavar="SEED", show_default=False,
                                       help="Tracks (or audio files) to start from; the playlist opens with them."),
-    top: int = typer.Option(50, "-n", "--top", min=1, metavar="N", help="How many tracks, seeds included."),
+    top: int = typer.Option(50, "-n", "--top", min=1, max=COUNT_MAX, metavar="N", help="How many tracks, seeds included."),
     fmt: Format = FORMAT_OPTION,
     max_per_artist: int = typer.Option(None, "--max-per-artist", min=1, metavar="K", show_default=False,
                                        help="At most K tracks of one artist (else album artist, album, "
@@ -98,7 +99,7 @@ def _table(rows: list[Neighbour]) -> None:
     table.add_column("path", overflow="fold")
     for r in rows:
         sim = "seed" if r.is_seed else f"{r.similarity:.3f}"
-        track = [escape(printable(display_name(r)))] if named else []
+        track = [escape(printable(display_name(r) or Path(r.path).stem))] if named else []
         table.add_row(str(r.rank), sim, mmss(r.duration_s), *track, escape(printable(r.path)))
     stdout_console().print(table)
 
@@ -120,7 +121,7 @@ def _jsonl(rows: list[Neighbour]) -> None:
 
 
 def _csv(rows: list[Neighbour]) -> None:
-    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer = csv.writer(sys.stdout, lineterminator="\r\n")  # RFC 4180: a CR in a value is quoted too
     writer.writerow(["rank", "similarity", "seed", "duration_s", "format", *TRACK_METADATA, "path"])
     for r in rows:
         writer.writerow([r.rank, f"{r.similarity:.6f}", int(r.is_seed),

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tagger.cli.common import DEVICE_METAVAR, bar, check_device, parse_chunks, stdout_console
+from tagger.cli.common import DEVICE_METAVAR, bar, check_device, parse_chunks, printable, stdout_console
 from tagger.errors import TaggerError
 from tagger.model.modelcard import DEFAULT_MODEL
 
@@ -32,8 +32,29 @@ def _table(scores: TrackScores, tags: list[str], top: int) -> Table:
     return table
 
 
+def _expand_folders(paths: list[Path]) -> tuple[list[Path], int]:
+    """Each folder among ``paths`` as the audio files under it (a file named stays as it is,
+    audio or not: tag says what it could not read), and how many folders held none (an error
+    each, as a file that cannot be read is)."""
+    from tagger.audio.discover import discover
+
+    out: list[Path] = []
+    empty = 0
+    for p in paths:
+        if p.is_dir():
+            found = discover([p])
+            if not found.files:
+                print(f"tagger: error: {printable(str(p))}: is a folder with no audio files in it", file=sys.stderr)
+                empty += 1
+            out += [Path(f.path) for f in found.files]
+        else:
+            out.append(p)
+    return out, empty
+
+
 def tag(
-    files: list[Path] = typer.Argument(..., metavar="FILE", help="Audio files to tag.", show_default=False),
+    files: list[Path] = typer.Argument(..., metavar="FILE", show_default=False,
+                                       help="Audio files to tag, or folders (their audio files, as scan finds them)."),
     top: int = typer.Option(10, "--top", "-n", min=1, metavar="N", help="How many tags to show per file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of tables."),
     model_name: str = typer.Option(DEFAULT_MODEL, "--model", "-m", metavar="NAME|FILE",
@@ -45,18 +66,19 @@ def tag(
 ) -> None:
     """Tag audio files and print their most probable tags."""
     n_chunks = parse_chunks(chunks)
+    files, empty_folders = _expand_folders(files)
     from tagger.engine.inference import resolve_device, tag_file  # torch: only when a model runs
     from tagger.model.modelfile import load_model
 
     model = load_model(model_name, resolve_device(device))
     tags = model.card.tags
     console = stdout_console()
-    failed = 0
+    failed = empty_folders
     for path in files:
         try:
             scores = tag_file(model, path, n_chunks)
         except TaggerError as e:  # one bad file must not hide the others' results
-            print(f"tagger: error: {e}", file=sys.stderr)
+            print(f"tagger: error: {printable(str(e))}", file=sys.stderr)
             failed += 1
             continue
         if as_json:

@@ -208,6 +208,9 @@ def _epoch_line(log, n_tags: int) -> str:
             + ("  (best)" if log.best else ""))
 
 
+MIN_RANKING_TAGS = 10  # a validation over fewer tags than this (or a fifth of them) cannot rank epochs well
+
+
 def _print_result(result, n_tags: int) -> None:
     console = stdout_console()
     if result.unranked:
@@ -218,6 +221,10 @@ def _print_result(result, n_tags: int) -> None:
         console.print(f"best epoch {result.best_epoch}: valid ROC-AUC {v['roc_auc']:.4f}, PR-AUC "
                       f"{v['pr_auc']:.4f} over {v['tags_evaluated']} of {n_tags} tags"
                       + (" (stopped early)" if result.stopped_early else ""))
+        if v["tags_evaluated"] < max(MIN_RANKING_TAGS, n_tags // 5):
+            warn(f"the epoch was chosen by a validation over {v['tags_evaluated']} of {n_tags} tags: too few "
+                 "to tell a model that learned the tags from one that gives every tag the same score. "
+                 "Train on more clips (or a larger valid split) before trusting this model")
     test = result.test
     if test and test["roc_auc"] is not None:
         console.print(f"test: ROC-AUC {test['roc_auc']:.4f}, PR-AUC {test['pr_auc']:.4f} ({test['clips']} clips, "
@@ -237,8 +244,9 @@ def evaluate_command(
     out: Path = typer.Option(None, "--out", help="Report folder (default: eval-MODEL-SPLIT).", show_default=False),
     device: str = DEVICE,
 ) -> None:
-    """Macro and per-tag ROC-AUC / PR-AUC of any model on a dataset split; writes report.json
-    (and per-tag bar charts when matplotlib is installed)."""
+    """Macro and per-tag ROC-AUC / PR-AUC of any model on a dataset split.
+
+    Writes report.json (and per-tag bar charts when matplotlib is installed)."""
     from tagger.engine.inference import resolve_device
     from tagger.model.modelfile import load_model
     from training.evaluate import evaluate, write_report

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tagger.cli.common import DB_OPTION, db_path, stdout_console
+from tagger.cli.common import COUNT_MAX, DB_OPTION, SafeConsole, db_path, stdout_console
 from tagger.errors import CommandLineError
 from tagger.files.fields import FIELD_CHOICES
 
@@ -20,7 +20,8 @@ from tagger.files.fields import FIELD_CHOICES
 # metavars name what a value is; without them typer shows its internal types (<list[str]>, <bool>)
 TOP_OPTION = typer.Option(5, "--top", min=1, metavar="N", help="Tags written per file at most.")
 MIN_OPTION = typer.Option(0.2, "--min", min=0.0, max=1.0, metavar="P",
-                          help="Write only tags with at least this probability.")
+                          help="Write only tags with at least this probability. Learned tags (tagger "
+                               "learn) need at least 0.5, their own threshold, or P if higher.")
 FIELDS_OPTION = typer.Option("tags", "--fields", metavar=",".join(FIELD_CHOICES),
                              help="Comma list of fields to write: tags (tagger's own fields, always), "
                                   "mood, genre, grouping. mood/genre/grouping are filled only where empty "
@@ -55,11 +56,13 @@ def write_command(
     remove: bool = typer.Option(False, "--remove", metavar=FLAG, help="Delete tagger's own fields (nothing else)."),
     undo_: bool = typer.Option(False, "--undo", metavar=FLAG,
                                help="Restore what the last write (or --run N) changed."),
-    run: int = typer.Option(None, "--run", metavar="N", show_default=False, help="With --undo: the run to undo."),
+    run: int = typer.Option(None, "--run", min=1, max=COUNT_MAX, metavar="N", show_default=False, help="With --undo: the run to undo."),
     db: str = _db_option(),
 ) -> None:
-    """Write each selected track's top tags into its file (TAGGER_TAGS, TAGGER_SCORES,
-    TAGGER_MODEL; optionally MOOD, GENRE, GROUPING)."""
+    """Write each selected track's top tags into its file (undo with --undo).
+
+    tagger's own fields TAGGER_TAGS, TAGGER_SCORES and TAGGER_MODEL; MOOD, GENRE and GROUPING
+    with --fields. Only the tag block changes: the audio stays byte for byte."""
     _check_combination(paths, tag, not_tag, remove, undo_, run)
     from tagger.library.writer import (
         WriteOptions,
@@ -71,14 +74,13 @@ def write_command(
         write_tracks,
     )
     from tagger.store.catalog import Store
-    from tagger.store.db import writer_lock
 
     parsed_fields = parse_fields(fields)  # a bad --fields is a command line error, before any work
-    library = Store(db_path(db), create=False)
+    library = Store(db_path(db), create=False, check=False if dry_run else "cheap")
     console = stdout_console()
     report = _Reporter(console, _stderr_console(), dry_run)
     # one writer per database: a scan or another write must not rewrite the same files meanwhile
-    with nullcontext() if dry_run else writer_lock(db_path(db)):
+    with nullcontext() if dry_run else library.writing():
         if undo_:
             run_id, outcomes = undo(library, run, dry_run, report, break_hardlinks)
             if run_id is None:
@@ -110,7 +112,7 @@ def _check_combination(paths, tag, not_tag, remove: bool, undo_: bool, run: int 
 
 def _stderr_console() -> Console:
     """Like stdout_console, on stderr: a failed file's line stays whole in a log."""
-    console = Console(stderr=True, highlight=False, soft_wrap=True)
+    console = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
     if not console.is_terminal:
         console.width = 100_000
     return console
@@ -120,7 +122,7 @@ class _Reporter:
     """Prints each file's outcome as it comes: changes and notes on stdout with the summary,
     files skipped or failed on stderr (what a script or a log must not miss)."""
 
-    ORDER = ("would-write", "written", "unchanged", "already-tagged", "skipped", "failed")
+    ORDER = ("would-write", "written", "unchanged", "already-tagged", "no-tags", "skipped", "failed")
 
     def __init__(self, console, errors, dry_run: bool) -> None:
         self.console, self.errors, self.dry_run = console, errors, dry_run
@@ -147,6 +149,10 @@ class _Reporter:
             self.console.print(f"{already} file{'s were' if already > 1 else ' was'} tagged by this model "
                                "already: tagger's own fields left as they are (--force rewrites them)",
                                style="dim")
+        if self.counts.get("no-tags"):
+            n = self.counts["no-tags"]
+            self.console.print(f"{n} file{'s have' if n > 1 else ' has'} no tag at or above --min: left as "
+                               f"{'they are' if n > 1 else 'it is'}", style="dim")
         if self.counts.get("written") and what in ("write", "remove"):
             self.console.print("undo with: tagger write --undo", style="dim")
 

@@ -15,10 +15,10 @@ from tagger.engine.batch import Batcher
 from tagger.engine.decode import start_decoding
 from tagger.engine.events import Chunks, Done, Failed, Restart, Started
 from tagger.engine.results import EngineStats, TrackResult, scored
-from tagger.engine.runner import ModelRunner, PendingBatch
+from tagger.engine.runtime import Pending, Runner
 
 
-def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int | None, workers: int,
+def score_files(files: Sequence[FoundFile], runner: Runner, n_chunks: int | None, workers: int,
                 stats: EngineStats | None = None,
                 on_workers: Callable[[list[int]], None] | None = None) -> Iterator[TrackResult]:
     """Decode ``files`` in ``workers`` processes (0: here), score their chunks with ``runner``
@@ -33,7 +33,7 @@ def score_files(files: Sequence[FoundFile], runner: ModelRunner, n_chunks: int |
     slot_of: dict[int, int] = {}  # file index → the slot its chunks are counted under now
     file_of: dict[int, int] = {}  # slot → file index
     ends: dict[int, Done] = {}  # slot → its file's Done event, while its chunks are still out
-    in_flight: deque[tuple[PendingBatch, np.ndarray]] = deque()
+    in_flight: deque[tuple[Pending, np.ndarray]] = deque()
 
     def open_slot(i: int) -> None:
         slot = next(slots)

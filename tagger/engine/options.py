@@ -6,10 +6,11 @@ from dataclasses import dataclass
 
 from tagger.model.modelcard import DEFAULT_MODEL
 
-__all__ = ["DEFAULT_CHUNKS", "DEFAULT_MODEL", "SCAN_ENGINES", "PRECISIONS", "ScanOptions"]
+__all__ = ["DEFAULT_CHUNKS", "DEFAULT_MODEL", "PRECISIONS", "RUNTIMES", "SCAN_ENGINES", "ScanOptions"]
 
 DEFAULT_CHUNKS = 16
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("auto", "fp32", "int8", "fp16")  # int8: OpenVINO on the CPU; fp16: CUDA
+RUNTIMES = ("auto", "openvino", "torch")  # auto: OpenVINO on the CPU, torch on CUDA (engine.runtime)
 SCAN_ENGINES = ("local", "ray")  # which scan engine runs the stages: this machine's, or Ray Data's
 
 
@@ -17,7 +18,7 @@ SCAN_ENGINES = ("local", "ray")  # which scan engine runs the stages: this machi
 class ScanOptions:
     model: str = DEFAULT_MODEL
     device: str = "auto"
-    batch_size: int = 64
+    batch_size: int | None = None  # chunks per model batch; None: chosen for the runtime (engine.runtime)
     workers: int | None = None  # decode processes; None: chosen from the CPU count and device
     threads: int | None = None  # torch threads in this process; None: chosen for the device
     chunks: int | None = DEFAULT_CHUNKS  # None: every chunk
@@ -25,8 +26,10 @@ class ScanOptions:
     dry_run: bool = False
     include_hidden: bool = False
     compile: str = "auto"  # auto | yes | no
-    precision: str = "fp32"  # fp32 | fp16 (CUDA only; RESULTS.md has the rule)
+    precision: str = "auto"  # auto | fp32 | int8 (OpenVINO) | fp16 (CUDA); RESULTS.md has the rules
+    runtime: str = "auto"  # auto | openvino | torch
     scan_engine: str = "local"  # local (this machine's decode processes) | ray (a Ray Data pipeline)
     ray_address: str | None = None  # None: start a local Ray; "auto" or host:port: join a cluster
     ray_actors: int | None = None  # model actors; None: one per GPU on a GPU cluster, else one
     ray_gpus: float | None = None  # GPUs per model actor; None: 1 where the cluster has GPUs, else 0
+    verbose: bool = False  # the engines' own logs (Ray's) on the terminal too

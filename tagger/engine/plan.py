@@ -34,6 +34,8 @@ class ScanPlan:
     problems: list[tuple[str, str]] = field(default_factory=list)  # folders that could not be read
     bad_names: list[tuple[FoundFile, str]] = field(default_factory=list)  # to record as failed
     roots: list[str] = field(default_factory=list)  # the folders planned, absolute
+    touched: list[tuple[int, str, int]] = field(default_factory=list)  # (track id, path, mtime): content as stored
+    duplicates: list[int] = field(default_factory=list)  # tracks of a file stored under another path too
 
 
 def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: int | None,
@@ -49,21 +51,30 @@ def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: i
         state = known.get(f.path)
         if state is None or state.size != f.size or state.mtime_ns != f.mtime_ns or state.status != "failed":
             plan.bad_names.append((f, BAD_NAME_REASON))
+    by_file = _one_track_per_file(known, model_id, plan)
+    dropped = set(plan.duplicates)
     new: list[FoundFile] = []
     for f in found.files:
-        seen.add(f.path)
         state = known.get(f.path)
+        if (state is None or state.id in dropped) and f.identity in by_file:
+            state = by_file[f.identity]  # the same file, stored under another path: that track
+            f = FoundFile(state.path, f.size, f.mtime_ns, f.identity)
+        seen.add(f.path)
         if state is None:
             new.append(f)
-        elif force or state.size != f.size or state.mtime_ns != f.mtime_ns or (
-                state.status != "failed" and state.model_id != model_id):
+        elif force or state.size != f.size or (state.status != "failed" and state.model_id != model_id):
+            plan.todo.append(f)
+            plan.changed += 1
+        elif state.mtime_ns != f.mtime_ns and not _same_content(f, state):
             plan.todo.append(f)
             plan.changed += 1
         else:
             plan.unchanged += 1
+            if state.mtime_ns != f.mtime_ns:  # touched, not changed: the new time is all there is to store
+                plan.touched.append((state.id, state.path, f.mtime_ns))
             if state.status == "missing":
                 plan.back.append(state.id)
-    gone = [s for p, s in known.items() if p not in seen and s.status != "missing"
+    gone = [s for p, s in known.items() if p not in seen and s.status != "missing" and s.id not in dropped
             and under(p, roots) and not os.path.exists(p)]
     gone_by_size: dict[int, list[TrackState]] = {}
     for s in gone + [s for s in known.values() if s.status == "missing"]:
@@ -90,3 +101,37 @@ def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: i
     plan.missing = [s.id for s in gone if s.id not in moved_ids]
     plan.todo.sort(key=lambda f: f.path)
     return plan
+
+
+def _same_content(f: FoundFile, state: TrackState) -> bool:
+    """Whether a file whose time changed but not its size still has the content stored (its
+    fingerprint): touched (``touch``, a copy tool, a sync), not changed."""
+    if not state.fingerprint:
+        return False
+    try:
+        return fingerprint(f.path, f.size) == state.fingerprint
+    except OSError:
+        return False
+
+
+def _one_track_per_file(known: Mapping[str, TrackState], model_id: int | None,
+                        plan: ScanPlan) -> dict[tuple[int, int], TrackState]:
+    """(device, inode) → the track of each stored file that is on disk. A file stored under
+    two paths (reached through a symlink by a later scan, before tagger resolved paths the same
+    way at every scan) keeps one track, scored by this model where one is, else the first
+    stored; the others go into ``plan.duplicates`` to be deleted."""
+    by_file: dict[tuple[int, int], list[TrackState]] = {}
+    for path, state in known.items():
+        if state.status == "missing":
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        by_file.setdefault((st.st_dev, st.st_ino), []).append(state)
+    out = {}
+    for key, states in by_file.items():
+        states.sort(key=lambda s: (not (s.status == "ok" and s.model_id == model_id), s.id))
+        out[key] = states[0]
+        plan.duplicates += [s.id for s in states[1:]]
+    return out

@@ -24,23 +24,27 @@ with one, the driver joins that cluster, whose workers need tagger and its model
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import pickle
+import re
 import socket
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
+from tagger.audio.decode import c_stderr_silenced
 from tagger.audio.discover import FoundFile
 from tagger.engine.aggregate import Aggregator
 from tagger.engine.decode import decode_events
 from tagger.engine.events import Chunks, Done, Failed, Restart
 from tagger.engine.options import ScanOptions
 from tagger.engine.results import EngineStats, TrackResult, scored
-from tagger.errors import TaggerError
+from tagger.engine.runtime import DEFAULT_BATCH
+from tagger.errors import TaggerError, UsageError
 
 __all__ = ["RayEngineError", "score_files_ray"]
 
@@ -61,10 +65,16 @@ def score_files_ray(files: Sequence[FoundFile], model, options: ScanOptions,
                     stats: EngineStats | None = None) -> Iterator[TrackResult]:
     """Score ``files`` on a Ray cluster (``options.ray_address``; None: a local Ray on this
     machine) and yield one TrackResult per file, in the order they finish, like
-    ``engine.score_files``. ``model`` is the driver's loaded TagModel: its card gives the
-    audio format and the tag count; the actors load ``options.model`` themselves."""
-    ray = _import_ray()
-    started = _connect(ray, options.ray_address)  # before the generator: a bad address fails at once
+    ``engine.score_files``. ``model``: anything with the model's ``card`` and ``embedding_size``
+    (the card gives the audio format and the tag count); the actors load ``options.model``
+    themselves, in torch (the OpenVINO runtime and int8 are the local engine's)."""
+    if options.runtime == "openvino" or options.precision == "int8":
+        raise UsageError(None, "the Ray engine runs the model in torch", "use --runtime auto and --precision auto, "
+                         "fp32 or fp16 with --engine ray")
+    options = dataclasses.replace(options, batch_size=options.batch_size or DEFAULT_BATCH["torch"],
+                                  precision="fp32" if options.precision == "auto" else options.precision)
+    ray = _import_ray(options.verbose)
+    started = _connect(ray, options.ray_address, options.verbose)  # before the generator: a bad address fails at once
     return _stream(ray, started, files, model, options, stats if stats is not None else EngineStats())
 
 
@@ -73,8 +83,8 @@ def ray_session(options: ScanOptions) -> Iterator[None]:
     """Ray started or joined for a whole scan, before the scan opens its database (a wrong
     address or a refused join leaves no database behind), and stopped after it; the scan's
     rounds of claimed files each run a pipeline on it."""
-    ray = _import_ray()
-    started = _connect(ray, options.ray_address)
+    ray = _import_ray(options.verbose)
+    started = _connect(ray, options.ray_address, options.verbose)
     try:
         yield
     finally:
@@ -82,17 +92,23 @@ def ray_session(options: ScanOptions) -> Iterator[None]:
             ray.shutdown()
 
 
-def _import_ray():
+def _import_ray(verbose: bool = False):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no internet, and no reason to phone home
+    if not verbose:
+        # the driver's C++ core writes to our stderr, even at ERROR level for what is no error of
+        # the scan (an actor's constructor arguments in the object store "and max_restarts > 0")
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
         raise RayEngineError(None, "--engine ray needs Ray, which is not installed",
                              "pip install 'tagger[ray]'") from None
-    for handler in logging.getLogger("ray.data").handlers:  # quiet on the terminal, not in ray-data.log
-        if "File" not in type(handler).__name__:
-            handler.setLevel(logging.ERROR)
+    # Ray's own loggers: quiet on the terminal (their log files keep everything), unless --verbose
+    for name in ("ray", "ray.data", "ray.data._internal.execution.streaming_executor"):
+        for handler in logging.getLogger(name).handlers:
+            if "File" not in type(handler).__name__:
+                handler.setLevel(logging.INFO if verbose else logging.CRITICAL)
     return ray
 
 
@@ -111,7 +127,7 @@ def _probe(address: str) -> None:
                              "start one with 'ray start --head', or check the address") from None
 
 
-def _connect(ray, address: str | None) -> bool:
+def _connect(ray, address: str | None, verbose: bool = False) -> bool:
     """Join the cluster at ``address`` or start a local Ray → True if this call started Ray
     (and so must stop it). A Ray already running in this process is used as it is."""
     if ray.is_initialized():
@@ -122,7 +138,8 @@ def _connect(ray, address: str | None) -> bool:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         try:
             # "local": a new Ray of our own, never a cluster this machine last joined or started
-            ray.init(address="local", num_cpus=cpus, **quiet)
+            with nullcontext() if verbose else c_stderr_silenced():  # the C++ core's start-up lines
+                ray.init(address="local", num_cpus=cpus, **quiet)
         except Exception as e:  # a full /tmp, no shared memory…
             raise RayEngineError(None, f"cannot start a local Ray: {_first_line(e)}",
                                  "or join a running cluster with --ray-address") from None
@@ -131,9 +148,10 @@ def _connect(ray, address: str | None) -> bool:
         _probe(address)
     os.environ.setdefault("RAY_gcs_rpc_server_connect_timeout_s", "5")  # a port that answers but is not Ray
     # while it retries, the driver's C++ core logs a warning a second to our stderr
-    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     try:
-        ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
+        with nullcontext() if verbose else c_stderr_silenced():
+            ray.init(address=address, **{k: v for k, v in quiet.items() if k != "include_dashboard"})
     except Exception as e:  # ConnectionError, a version mismatch, a timeout, a missing token…
         hint = ("check the address, that the cluster runs the same Ray and Python, and, for a cluster "
                 "with token authentication (Ray's default), RAY_AUTH_MODE=token and its RAY_AUTH_TOKEN")
@@ -142,8 +160,24 @@ def _connect(ray, address: str | None) -> bool:
 
 
 def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()  # Ray colours its messages
     return (text.splitlines()[0] if text else type(e).__name__)[:200]
+
+
+def _tagger_error(e: BaseException) -> TaggerError | None:
+    """The TaggerError a task of the cluster raised, wherever Ray wrapped it (RayTaskError.cause,
+    chained exceptions), or None."""
+    seen: set[int] = set()
+    todo = [e]
+    while todo:
+        x = todo.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, TaggerError) and type(x).__module__.startswith("tagger"):
+            return x
+        todo += [getattr(x, "cause", None), x.__cause__, x.__context__]
+    return None
 
 
 # --- the pipeline's stages, run on the cluster's workers -----------------------------------------
@@ -174,11 +208,23 @@ def decode_file(batch: dict[str, np.ndarray], sample_rate: int, chunk: int,
 
 class ModelActor:
     """Run stage: the model on batches of chunk rows; end rows pass through unscored.
-    Out: i, gen, end, probs [n_tags], emb [E] per row, and model_s (the batch's time, on its
-    first row)."""
+    Out: i, gen, end, probs [n_tags], emb [E] per row, model_s (the batch's time, on its first
+    row), and error: b"" or, on every row, the pickled TaggerError that stopped the actor from
+    loading its model (a model file missing on that node, a device it lacks). The driver raises
+    it as the one line it is; an actor whose constructor raised would be restarted by Ray, its
+    traceback printed, and its reason lost behind "the actor died"."""
 
     def __init__(self, model_name: str, device: str, batch_size: int, threads: int | None,
-                 compile_: bool, precision: str) -> None:
+                 compile_: bool, precision: str, n_tags: int, emb_size: int) -> None:
+        self.n_tags, self.emb_size = n_tags, emb_size
+        self.error = b""
+        try:
+            self._load(model_name, device, batch_size, threads, compile_, precision)
+        except TaggerError as e:
+            self.error = pickle.dumps(e)
+
+    def _load(self, model_name: str, device: str, batch_size: int, threads: int | None, compile_: bool,
+              precision: str) -> None:
         import torch
 
         from tagger.engine.inference import resolve_device
@@ -200,8 +246,8 @@ class ModelActor:
         n = len(is_chunk)
         probs = np.zeros((n, self.n_tags), np.float32)
         embs = np.zeros((n, self.emb_size), np.float32)
-        rows = np.flatnonzero(is_chunk)
-        size = self.runner.batch_size
+        rows = np.flatnonzero(is_chunk) if not self.error else np.zeros(0, np.int64)
+        size = self.runner.batch_size if not self.error else 1
         for start in range(0, len(rows), size):
             part = rows[start:start + size]
             probs[part], embs[part] = self.runner(np.ascontiguousarray(batch["chunk"][part], np.float32))
@@ -209,10 +255,16 @@ class ModelActor:
         if n:
             model_s[0] = time.perf_counter() - t0
         return {"i": batch["i"], "gen": batch["gen"], "end": batch["end"], "probs": probs, "emb": embs,
-                "model_s": model_s}
+                "model_s": model_s, "error": np.array([self.error] * n, dtype=object)}
 
 
 # --- the driver ----------------------------------------------------------------------------------
+
+def _on_the_cluster(error: TaggerError) -> TaggerError:
+    """A worker's TaggerError, saying where it happened."""
+    return type(error)(error.path, f"{error.reason} (on the Ray cluster's worker)",
+                       error.hint or "every node needs tagger, and the model at the same path")
+
 
 def _actor_plan(ray, options: ScanOptions) -> tuple[int, float, str]:
     """→ (actors, GPUs per actor, the actors' device): one actor per GPU where the cluster has
@@ -230,7 +282,7 @@ def _actor_plan(ray, options: ScanOptions) -> tuple[int, float, str]:
     return options.ray_actors or 1, 0.0, device
 
 
-def _build(ray, files: Sequence[FoundFile], card, options: ScanOptions, actors: int, gpus: float,
+def _build(ray, files: Sequence[FoundFile], model, options: ScanOptions, actors: int, gpus: float,
            device: str):
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # the scan's own progress is the one shown
@@ -240,13 +292,14 @@ def _build(ray, files: Sequence[FoundFile], card, options: ScanOptions, actors: 
     compile_ = options.compile == "yes"  # each actor would compile again: only when asked
     return (ray.data.from_items(items, override_num_blocks=max(1, len(items)))
             .map_batches(decode_file, batch_size=1, batch_format="numpy", num_cpus=DECODE_CPUS,
-                         fn_kwargs=dict(sample_rate=card.sample_rate, chunk=card.chunk_samples,
+                         fn_kwargs=dict(sample_rate=model.card.sample_rate, chunk=model.card.chunk_samples,
                                         n_chunks=options.chunks))
             .map_batches(ModelActor, batch_size=options.batch_size, batch_format="numpy",
                          compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=1,
                          fn_constructor_kwargs=dict(model_name=options.model, device=device,
                                                     batch_size=options.batch_size, threads=options.threads,
-                                                    compile_=compile_, precision=options.precision)))
+                                                    compile_=compile_, precision=options.precision,
+                                                    n_tags=len(model.card.tags), emb_size=model.embedding_size)))
 
 
 def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: ScanOptions,
@@ -260,7 +313,7 @@ def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: Scan
         stats.threads = options.threads or 0
         stats.compiled = options.compile == "yes"
         stats.precision = options.precision
-        dataset = _build(ray, files, card, options, actors, gpus, device)
+        dataset = _build(ray, files, model, options, actors, gpus, device)
         agg = Aggregator(len(card.tags), model.embedding_size)
         slot_of: dict[tuple[int, int], int] = {}  # (file, generation) → aggregator slot
         file_of: dict[int, int] = {}  # aggregator slot → file
@@ -313,6 +366,9 @@ def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: Scan
                 stats.wait_s += time.perf_counter() - t0
                 if batch is None:
                     break
+                failed = next((e for e in batch["error"] if e), None)
+                if failed:  # the model actors could not load the model: nothing can be scored
+                    raise _on_the_cluster(pickle.loads(failed))
                 stats.model_s += float(batch["model_s"].sum()) / actors
                 is_end = np.array([bool(e) for e in batch["end"]], dtype=bool)
                 chunk_rows = np.flatnonzero(~is_end)
@@ -334,6 +390,9 @@ def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: Scan
     except Exception as e:
         if isinstance(e, TaggerError) or not type(e).__module__.startswith("ray"):
             raise
+        cause = _tagger_error(e)  # a task's own TaggerError, wrapped by Ray: shown as it is
+        if cause is not None:
+            raise _on_the_cluster(cause) from None
         raise RayEngineError(None, f"the Ray job failed: {_first_line(e)}",
                              "see the Ray logs (ray status; /tmp/ray/session_latest/logs)") from None
     finally:

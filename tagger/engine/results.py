@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tagger.errors import NOT_FINITE
@@ -39,6 +39,8 @@ class EngineStats:
     compiled: bool = False
     compile_error: str | None = None
     precision: str = "fp32"
+    runtime: str = "torch"  # the inference runtime that ran the model: torch or openvino
+    notes: list[str] = field(default_factory=list)  # one line each, for the summary (an int8 fallback, an export)
     chunks: int = 0  # chunks scored
     model_s: float = 0.0  # host time spent submitting batches and waiting for their results
     wait_s: float = 0.0  # time the loop waited for decoded audio

@@ -17,17 +17,22 @@ Vorbis keys, MP4 lists); mutagen joins them with "/" for ID3v2.3, which has none
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
 
 import mutagen
-from mutagen._util import delete_bytes
+from mutagen._util import delete_bytes, resize_bytes
 from mutagen.flac import FLAC, Padding
 from mutagen.id3 import ID3, TCON, TIT1, TMOO, TXXX
 from mutagen.mp4 import MP4FreeForm, MP4Tags
+from mutagen.oggflac import OggFLAC
+from mutagen.oggopus import OggOpus
+from mutagen.oggvorbis import OggVorbis
 
 from tagger.errors import TaggerError
+from tagger.files import oggpages
 from tagger.files.fields import FIELDS
 
 MP4_NAMESPACE = "org.tagger"
@@ -52,6 +57,10 @@ class TagFile:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._restores: list[tuple[str, list[str]]] = []  # (field, value before) of each set, in order
+        # after save(): an Ogg file's comment pages as they were, where undoing the changes
+        # field by field would not give them back byte for byte (the journal keeps them)
+        self.undo_pages: bytes | None = None
         try:
             self.file = mutagen.File(str(self.path))
         except (mutagen.MutagenError, OSError, ValueError, EOFError) as e:
@@ -72,6 +81,11 @@ class TagFile:
                 tags = self.file.tags = _id3_as_stored(self.path, tags)
             # keep an ID3v2.3 file at v2.3 (players that read only v2.3 stay happy)
             self.id3_version = 3 if tags.version[:2] == (2, 3) else 4
+            self._id3_had_frames = bool(len(tags) or tags.unknown_frames)
+            # a WAV/AIFF ID3 chunk keeps the parity of its length (an odd one is followed by a
+            # pad byte, so two lengths give one file size: undo must pick the one it had);
+            # a chunk tagger adds has an even length
+            self._chunk_odd = (not created and bool(getattr(tags, "size", 0) % 2)) if type(tags) is not ID3 else None
         elif isinstance(tags, MP4Tags):
             self.kind = "mp4"
         elif hasattr(tags, "keys") and hasattr(tags, "get") and _is_vorbis(tags):
@@ -100,9 +114,15 @@ class TagFile:
         values = tags.get(_MP4[field], [])
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values]
 
+    @property
+    def is_ogg(self) -> bool:
+        """Ogg Vorbis, Opus or FLAC: tagger rewrites only the comment's pages itself."""
+        return isinstance(self.file, (OggVorbis, OggOpus, OggFLAC))
+
     def set(self, field: str, values: list[str]) -> None:
+        self._restores.append((field, self.get(field)))
         if not values:
-            self.delete(field)
+            self._delete(field)
             return
         tags = self.file.tags
         if self.kind == "id3":
@@ -120,6 +140,10 @@ class TagFile:
             tags[key] = [MP4FreeForm(v.encode("utf-8")) for v in values] if key.startswith("----") else values
 
     def delete(self, field: str) -> None:
+        self._restores.append((field, self.get(field)))
+        self._delete(field)
+
+    def _delete(self, field: str) -> None:
         tags = self.file.tags
         if self.kind == "id3":
             tags.delall(self._id3_key(field))
@@ -131,16 +155,34 @@ class TagFile:
     def read_all(self) -> dict[str, list[str]]:
         return {f: self.get(f) for f in FIELDS}
 
-    def save(self, size: int | None = None) -> None:
+    def save(self, size: int | None = None, ogg_pages: bytes | None = None) -> None:
         """Write the changes into the file. ``size``: pad the tag block so that the file has
-        this many bytes, where it can (undo gives a file back its size, and so its bytes)."""
+        this many bytes, where it can (undo gives a file back its size, and so its bytes).
+        ``ogg_pages``: an Ogg file's comment pages to put back as they are (``undo_pages``
+        of the write being undone) instead of the changes."""
+        if self.is_ogg:
+            try:
+                self._save_ogg(size, ogg_pages)
+            except oggpages.OggLayoutError as e:
+                raise TagWriteError(self.path, f"cannot write its metadata: {e}",
+                                    "left untouched: its Ogg pages are not laid out as tagger can rewrite "
+                                    "them without touching the audio") from None
+            except (mutagen.MutagenError, OSError, ValueError) as e:
+                raise TagWriteError(self.path, f"cannot write its metadata: {_short(e)}") from None
+            return
         kwargs = {"padding": _padding_to_reach(size, self.path.stat().st_size)} if size else {}
         try:
             if size and self._drop_empty_id3_tag(size):
                 return
+            if self._emptied_id3_tag():
+                return
             if self.kind == "id3":
                 id3v1 = _read_id3v1(self.path) if type(self.file.tags) is ID3 else None  # MP3, not WAV/AIFF
                 self.file.save(v2_version=self.id3_version, **kwargs)
+                got = self.path.stat().st_size
+                if size and got != size:  # a new WAV/AIFF ID3 chunk: its 8-byte header was not counted
+                    self.file.save(v2_version=self.id3_version, padding=_padding_to_reach(size, got))
+                self._keep_chunk_parity()
                 _put_back_id3v1(self.path, id3v1)
             else:
                 self.file.save(**kwargs)
@@ -148,6 +190,134 @@ class TagFile:
                 _drop_empty_flac_padding(self.path, size)
         except (mutagen.MutagenError, OSError, ValueError) as e:
             raise TagWriteError(self.path, f"cannot write its metadata: {_short(e)}") from None
+
+    def comment_pages(self) -> bytes:
+        """An Ogg file's pages that hold its comment packet, as they are now."""
+        with open(self.path, "rb") as f:
+            hp = oggpages.header_packets(f, 2)
+        a, _, c, _ = hp.spans[1]
+        return b"".join(p.raw for p in hp.pages[a:c + 1])
+
+    def check_ogg(self) -> None:
+        """Raise TagWriteError if this Ogg file's pages cannot be rewritten as ``save`` does
+        (a dry run says so before anything is written)."""
+        try:
+            with open(self.path, "rb") as f:
+                hp = oggpages.header_packets(f, 2)
+            _comment_span(hp)
+            self._ogg_packet(self.file.tags, hp.packet(1))
+        except oggpages.OggLayoutError as e:
+            raise TagWriteError(self.path, f"cannot write its metadata: {e}",
+                                "left untouched: its Ogg pages are not laid out as tagger can rewrite "
+                                "them without touching the audio") from None
+        except OSError as e:
+            raise TagWriteError(self.path, f"cannot read it: {e.strerror or e}") from None
+
+    def _ogg_packet(self, tags, old: bytes) -> tuple[bytes, bool]:
+        """The comment packet for ``tags`` (the old packet ``old`` gives its kind) without
+        padding, and whether zero bytes may pad it."""
+        if isinstance(self.file, OggVorbis):
+            if not old.startswith(b"\x03vorbis"):
+                raise oggpages.OggLayoutError("its second packet is not a Vorbis comment header")
+            return b"\x03vorbis" + tags.write(), True
+        if isinstance(self.file, OggOpus):
+            if not old.startswith(b"OpusTags"):
+                raise oggpages.OggLayoutError("its second packet is not an Opus comment header")
+            kept = getattr(tags, "_pad_data", b"")  # binary data after the comments: kept as it is
+            return b"OpusTags" + tags.write(framing=False) + kept, not kept
+        if not old or old[0] & 0x7F != 4:  # Ogg FLAC: one metadata block per packet
+            raise oggpages.OggLayoutError("its second packet is not a FLAC VORBIS_COMMENT block")
+        data = tags.write(framing=False)
+        if len(data) >= 1 << 24:
+            raise oggpages.OggLayoutError("the comment is too large for a FLAC metadata block")
+        return old[:1] + len(data).to_bytes(3, "big") + data, False  # the block's length is exact: no padding
+
+    def _ogg_rebuild(self, hp: oggpages.HeaderPackets, tags, region_size: int | None):
+        """The new comment pages for ``tags``: padded to the old packet's length where the
+        comments fit in it (the file keeps its size and its pages), or, with ``region_size``,
+        to the length that makes the pages that many bytes (undo: the size they had)."""
+        old = hp.packet(1)
+        base, paddable = self._ogg_packet(tags, old)
+
+        def build(length: int):
+            return oggpages.rebuild(hp, 1, base + b"\0" * (length - len(base)))
+
+        def size_of(length: int) -> int:
+            return sum(len(p) for p in build(length)[2])
+
+        if region_size is not None:
+            lo = len(base)
+            got = size_of(lo)
+            if got == region_size:
+                return build(lo)
+            if paddable and got < region_size:
+                hi = lo + region_size - got  # each byte of packet adds a byte of page at least
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if size_of(mid) < region_size:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if size_of(lo) == region_size:
+                    return build(lo)
+        return build(len(old) if paddable and len(base) <= len(old) else len(base))
+
+    def _save_ogg(self, size: int | None, ogg_pages: bytes | None) -> None:
+        with open(self.path, "r+b") as f:
+            hp = oggpages.header_packets(f, 2)
+            a, c, start, end = _comment_span(hp)
+            old_region = b"".join(p.raw for p in hp.pages[a:c])
+            if ogg_pages is not None:
+                new_pages = oggpages.split_pages(ogg_pages)
+            else:
+                file_size = os.fstat(f.fileno()).st_size
+                target = None if not size else size - (file_size - len(old_region))
+                _, _, new_pages = self._ogg_rebuild(hp, self.file.tags, target)
+                self.undo_pages = None if self._undo_restores(hp, a, c, new_pages, old_region) else old_region
+            new_region = b"".join(new_pages)
+            resize_bytes(f, len(old_region), len(new_region), start)
+            f.seek(start)
+            f.write(new_region)
+            oggpages.shift_sequences(f, hp.serial, start + len(new_region), len(new_pages) - (c - a))
+
+    def _undo_restores(self, hp, a: int, c: int, new_pages: list[bytes], old_region: bytes) -> bool:
+        """Whether undoing this save field by field (as ``tagger write --undo`` does: each
+        field set back to its old value, in the order they were set, padded to the old size)
+        would give the comment pages back byte for byte."""
+        tags = copy.deepcopy(self.file.tags)
+        for f, old in self._restores:
+            key = _VORBIS[f]
+            if old:
+                tags[key] = old
+            elif key in tags:
+                del tags[key]
+        try:
+            _, _, back = self._ogg_rebuild(oggpages.with_pages(hp, a, c, new_pages), tags, len(old_region))
+        except oggpages.OggLayoutError:
+            return False
+        return b"".join(back) == old_region
+
+    def _keep_chunk_parity(self) -> None:
+        if self._chunk_odd is None:
+            return
+        saved = mutagen.File(str(self.path)).tags
+        if saved is None or bool(saved.size % 2) == self._chunk_odd:
+            return
+        step = -1 if self._chunk_odd else 1  # odd + pad byte = even + 1: the file keeps its size
+        self.file.save(v2_version=self.id3_version, padding=lambda info: max(info.padding + step, 0))
+
+    def _emptied_id3_tag(self) -> bool:
+        """Delete the ID3v2 tag (an MP3's, a WAV/AIFF file's ID3 chunk) if this save took its
+        last frame (``tagger write --remove`` on a tag tagger made): no empty tag block, with
+        its padding, is left behind."""
+        tags = self.file.tags
+        if self.kind != "id3" or len(tags) or tags.unknown_frames or not self._id3_had_frames:
+            return False
+        if type(tags) is ID3:
+            tags.delete(str(self.path), delete_v1=False, delete_v2=True)
+        else:
+            tags.delete(str(self.path))
+        return True
 
     def _drop_empty_id3_tag(self, size: int) -> bool:
         """Delete an ID3v2 tag left with no frame (an MP3's, or a WAV/AIFF file's ID3 chunk
@@ -166,6 +336,16 @@ class TagFile:
         else:
             tags.delete(str(self.path))  # the chunk, and the container's size with it
         return True
+
+
+def _comment_span(hp: oggpages.HeaderPackets) -> tuple[int, int, int, int]:
+    """(first page index, last + 1, first byte, byte after) of the comment packet's pages,
+    which must lie next to each other in the file."""
+    a, _, c, _ = hp.spans[1]
+    start, end = hp.pages[a].offset, hp.pages[c].offset + hp.pages[c].size
+    if end - start != sum(p.size for p in hp.pages[a:c + 1]):
+        raise oggpages.OggLayoutError("another stream's pages lie between its comment's pages")
+    return a, c + 1, start, end
 
 
 def _text_encoding(values: list[str], replaced: list) -> int:

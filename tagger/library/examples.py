@@ -83,20 +83,29 @@ def _track(library: Store, path: str, spec: str, option: str):
     return row
 
 
+def _entry_track(library: Store, base: str, entry: str):
+    if entry.lower().startswith("file://"):
+        entry = unquote(urlparse(entry).path)
+    return library.find_track(os.path.normpath(os.path.join(base, os.path.expanduser(entry))))
+
+
 def _playlist(library: Store, path: str, spec: str, option: str) -> list:
     try:
         text = Path(path).read_text(encoding="utf-8-sig", errors="replace")
     except OSError as e:
         raise UsageError(spec, f"{option}: cannot read the playlist: {e.strerror}") from None
-    entries = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    # an entry per line, as M3U has it: split on line feeds only (str.splitlines would also cut
+    # a file name at a form feed, a vertical tab, U+2028…), a CR of CRLF files dropped
+    lines = (line.removesuffix("\r") for line in text.split("\n"))
+    entries = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not entries:
         raise UsageError(spec, f"{option}: the playlist lists no tracks", "nothing was learned")
     base, rows, missing = os.path.dirname(path), [], []
     for entry in entries:
-        if entry.lower().startswith("file://"):
-            entry = unquote(urlparse(entry).path)
-        full = os.path.normpath(os.path.join(base, os.path.expanduser(entry)))
-        row = library.find_track(full)
+        row = _entry_track(library, base, entry)
+        if row is None and entry.strip() != entry:  # spaces around a hand-written entry
+            entry = entry.strip()
+            row = _entry_track(library, base, entry)
         if row is None or row.status != "ok":
             missing.append(entry)
         else:

@@ -90,7 +90,7 @@ def build_map(store: Store, out: Path, model_name: str | None = None, where: Seq
         raise UsageError(None, f"--link must be one of {', '.join(LINKS)}, not {link!r}")
     model = store.model(model_name)
     initial = resolve_color(model, color)
-    stored = store.embeddings_of(model)
+    stored = store.embeddings_of(model, fingerprints=True)
     total = len(stored)
     if where:
         keep = np.isin(stored.track_ids, np.array(filtered_track_ids(store, model, tuple(where)), np.int64))

@@ -7,11 +7,13 @@ import difflib
 import re
 from collections.abc import Collection, Sequence
 
-from tagger.errors import CommandLineError, UsageError
+from tagger.errors import CommandLineError, UsageError, quoted
 from tagger.model.vocab import Vocabulary, tag_name
 from tagger.store.catalog import Store, StoredModel
 from tagger.store.query import FILTER_FIELDS, NUMERIC_FIELDS, Filter, Term
 
+LARGEST = 2**31 - 1  # the largest year or track number a --where can compare with
+MAX_TEXT = 4096  # the longest text a --where can match (PATH_MAX; tag values are shorter)
 _WHERE = re.compile(r"\s*(\w+)\s*(>=|<=|=|~)(.*)", re.S)  # the first operator after the field name
 
 
@@ -22,20 +24,25 @@ def parse_where(texts: Sequence[str]) -> tuple[Filter, ...]:
     for text in texts:
         m = _WHERE.match(text)
         if not m:
-            raise CommandLineError(None, f"--where {text!r} is not FIELD=VALUE, FIELD~TEXT, FIELD>=N or FIELD<=N",
+            raise CommandLineError(None, f"--where {quoted(text)} is not FIELD=VALUE, FIELD~TEXT, FIELD>=N or FIELD<=N",
                                    f"fields: {', '.join(FILTER_FIELDS)}")
         field, op, value = m.group(1).lower().replace("albumartist", "album_artist"), m.group(2), m.group(3).strip()
         if field not in FILTER_FIELDS:
-            raise CommandLineError(None, f"--where: unknown field {field!r}", f"fields: {', '.join(FILTER_FIELDS)}")
+            raise CommandLineError(None, f"--where: unknown field {quoted(field)}", f"fields: {', '.join(FILTER_FIELDS)}")
         if op in (">=", "<=") or field in NUMERIC_FIELDS:
             if field not in NUMERIC_FIELDS:
-                raise CommandLineError(None, f"--where {text!r}: {op} needs a number field ({', '.join(NUMERIC_FIELDS)})")
+                raise CommandLineError(None, f"--where {quoted(text)}: {op} needs a number field ({', '.join(NUMERIC_FIELDS)})")
             if op == "~":
-                raise CommandLineError(None, f"--where {text!r}: {field} is a number: use =, >= or <=")
+                raise CommandLineError(None, f"--where {quoted(text)}: {field} is a number: use =, >= or <=")
             try:
                 value = int(value)
             except ValueError:
-                raise CommandLineError(None, f"--where {text!r}: {field} must be a whole number") from None
+                raise CommandLineError(None, f"--where {quoted(text)}: {field} must be a whole number") from None
+            if not -LARGEST <= value <= LARGEST:  # both databases hold these fields as 32-bit integers
+                raise CommandLineError(None, f"--where {quoted(text)}: {field} must be a whole number "
+                                       f"from -{LARGEST} to {LARGEST}")
+        elif len(value) > MAX_TEXT:  # no tag value or path is longer
+            raise CommandLineError(None, f"--where {quoted(text)}: the text is longer than {MAX_TEXT} characters")
         out.append(Filter(field, op, value))
     return tuple(out)
 
@@ -52,7 +59,7 @@ def parse_terms(vocab: Vocabulary, tags: Sequence[str], not_tags: Sequence[str] 
         if raw is None:
             close = difflib.get_close_matches(tag_name(text), vocab.names() + sorted(learned), n=3, cutoff=0.5)
             hint = f"did you mean {', '.join(close)}?" if close else "run 'tagger tags' for the list"
-            raise UsageError(None, f"unknown tag {text!r}", hint)
+            raise UsageError(None, f"unknown tag {quoted(text)}", hint)
         terms.append(Term(text, tuple(raw), negate))
     if terms and all(t.negate for t in terms):
         raise UsageError(None, "--not needs at least one --tag to rank by")

@@ -23,6 +23,7 @@ import numpy as np
 
 from tagger.errors import TaggerError, UsageError
 from tagger.files.fields import TRACK_METADATA
+from tagger.library import index_cache
 from tagger.library.standardise import BLOCK, Standardiser
 
 if TYPE_CHECKING:
@@ -91,13 +92,41 @@ def fit_space(name: str, x: np.ndarray, eps: float = WHITEN_EPS) -> Space:
 
 
 # --- the library's embeddings as a matrix -------------------------------------------------------
+class RowFingerprints:
+    """The content fingerprints of an index's rows, read from the store as a search needs them
+    (a search looks at a few hundred rows of 100,000: reading them all cost more than the
+    search). Reads as a list does: ``fps[row]``; ``load(rows)`` reads many at once."""
+
+    def __init__(self, lookup, track_ids: np.ndarray) -> None:
+        self.lookup, self.track_ids = lookup, track_ids  # lookup: [track id] → {track id: fingerprint}
+        self.known: dict[int, str | None] = {}
+
+    def load(self, rows) -> None:
+        todo = [int(r) for r in rows if int(r) not in self.known]
+        if todo:
+            found = self.lookup([int(self.track_ids[r]) for r in todo])
+            self.known.update({r: found.get(int(self.track_ids[r])) for r in todo})
+
+    def __getitem__(self, row: int) -> str | None:
+        if int(row) not in self.known:
+            self.load([row])
+        return self.known[int(row)]
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+    def __iter__(self):
+        self.load(range(len(self)))
+        return (self.known[r] for r in range(len(self)))
+
+
 @dataclass
 class EmbeddingIndex:
     """The ``'ok'`` tracks of one model: ids, fingerprints, and unit vectors in ``space``."""
     model: StoredModel
     space: Space
     track_ids: np.ndarray  # int64 [N], ascending
-    fingerprints: list  # [N] str | None
+    fingerprints: Sequence  # [N] str | None (a list, or RowFingerprints)
     vectors: np.ndarray  # float32 [N, K], unit rows
     raw: np.ndarray | None = None  # float32 [N, E] as stored (kept only when asked for)
 
@@ -126,6 +155,8 @@ class EmbeddingIndex:
         while True:
             top = np.argpartition(-sims, k - 1)[:k] if k < len(self) else np.arange(len(self))
             top = top[np.lexsort((top, -sims[top]))]
+            if hasattr(self.fingerprints, "load"):
+                self.fingerprints.load(top)
             out, taken = [], set(seen)
             for i in top:
                 if sims[i] == -np.inf:
@@ -144,12 +175,23 @@ class EmbeddingIndex:
 
 def load_index(library: Store, model: StoredModel, space: str = DEFAULT_SPACE,
                keep_raw: bool = False) -> EmbeddingIndex:
-    """Every ``'ok'`` track of ``model`` with its embedding, in ``space`` fitted over them."""
+    """Every ``'ok'`` track of ``model`` with its embedding, in ``space`` fitted over them: the
+    index kept from an earlier command where the store has not changed since
+    (tagger.library.index_cache), else read from the store (and kept)."""
+    path = index_cache.path_for(library.db, model.sha256, space)
+    version = library.index_version()
+    cached = None if keep_raw else index_cache.load(path, version, model.id)
+    if cached is not None:
+        return EmbeddingIndex(model, Space(space, cached.mean, cached.proj), cached.track_ids,
+                              RowFingerprints(library.fingerprints, cached.track_ids), cached.vectors)
     stored = library.embeddings_of(model)
     fitted = fit_space(space, stored.vectors)
     vectors = fitted(stored.vectors, inplace=not keep_raw)
-    return EmbeddingIndex(model, fitted, stored.track_ids, stored.fingerprints, vectors,
-                          stored.vectors if keep_raw else None)
+    if library.index_version() == version:  # nothing was committed while it was read: it is of that version
+        index_cache.save(path, version, model.id,
+                         index_cache.CachedIndex(stored.track_ids, vectors, fitted.mean, fitted.proj))
+    return EmbeddingIndex(model, fitted, stored.track_ids, RowFingerprints(library.fingerprints, stored.track_ids),
+                          vectors, stored.vectors if keep_raw else None)
 
 
 # --- what a query starts from -------------------------------------------------------------------
@@ -211,8 +253,14 @@ class Neighbourhood:
     def main_model(self) -> StoredModel:
         """The library's model: the one that scored the most tracks."""
         if self._main is None:
-            self._main = self.library.model()
+            counts = self._model_counts()  # (read once: each count reads every track)
+            self._main = self.library.model(model_id=counts[0][0]) if counts else self.library.model()
         return self._main
+
+    def _model_counts(self) -> list:
+        if self._counts is None:
+            self._counts = self.library.model_counts()
+        return self._counts
 
     def index(self, model: StoredModel) -> EmbeddingIndex:
         if model.id not in self._indexes:
@@ -299,9 +347,7 @@ class Neighbourhood:
         return index
 
     def _other_models(self, model: StoredModel) -> int:
-        if self._counts is None:
-            self._counts = self.library.model_counts()
-        return sum(n for mid, _, _, n in self._counts if mid != model.id)
+        return sum(n for mid, _, _, n in self._model_counts() if mid != model.id)
 
     def _rows(self, index: EmbeddingIndex, hits: Sequence[tuple[int, float]]) -> list[Neighbour]:
         ids = [int(index.track_ids[i]) for i, _ in hits]
@@ -364,7 +410,11 @@ class Neighbourhood:
 
     def _artists(self, ids: Sequence[int]) -> dict[int, str]:
         """track id → the artist key --max-per-artist counts (see ``radio``)."""
-        return {tid: artist_key(r) for tid, r in self._track_info(list(ids)).items()}
+        rows = self.library.tracks_by_id(list(ids), ARTIST_COLUMNS)  # (a pool is thousands of tracks)
+        return {tid: artist_key(r) for tid, r in rows.items()}
+
+
+ARTIST_COLUMNS = ("artist", "album_artist", "album", "path")  # what artist_key reads
 
 
 def artist_key(row) -> str:
@@ -412,6 +462,8 @@ class _Walk:
         if not len(rows):
             return
         keys = self.lookup([int(t) for t in self.index.track_ids[rows]])
+        if hasattr(self.index.fingerprints, "load"):
+            self.index.fingerprints.load(rows)
         for r in rows:
             r = int(r)
             self.artist[r] = self._code(keys[int(self.index.track_ids[r])])

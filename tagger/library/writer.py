@@ -14,6 +14,7 @@ would give that name a new file and leave the other names with the old tags.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -26,6 +27,7 @@ from tagger.errors import CommandLineError, UsageError
 from tagger.files.atomic import remove_stale_temps_in, replace_atomically
 from tagger.files.fields import FIELD_CHOICES, OPTIONAL_FIELDS, OWN_FIELDS
 from tagger.files.tagfile import TagFile, TagWriteError
+from tagger.library.learned import LEARNED_MIN
 from tagger.model.vocab import GENRES, MOODS, tag_name
 from tagger.store.catalog import Store, StoredModel
 from tagger.store.journal import Journal
@@ -50,7 +52,7 @@ class WriteOptions:
 @dataclass
 class FileOutcome:
     path: str
-    status: str  # written | would-write | unchanged | already-tagged | skipped | failed
+    status: str  # written | would-write | unchanged | already-tagged | no-tags | skipped | failed
     reason: str = ""
     changes: Changes = field(default_factory=list)
     settled: bool = False  # skipped on purpose: trying again would leave it alone again
@@ -60,14 +62,17 @@ def choose_tags(scores: dict[str, float], model: StoredModel, top: int, min_prob
     """The track's best tags as names a person reads, best first: groups collapse their
     members ("female vocals" for female/woman/female vocal/female voice), other raw tags stay,
     and the model's learned tags (``tagger learn``) compete with them ("calm piano" for
-    calm_piano)."""
+    calm_piano). A learned tag counts from its own threshold (LEARNED_MIN, 0.5: where its
+    classifier says "yes"), or from ``min_prob`` if that is higher."""
     grouped = {m for members in model.vocabulary.groups.values() for m in members}
     candidates = {g.replace("_", " "): max(scores[m] for m in members)
                   for g, members in model.vocabulary.groups.items()}
     candidates.update({raw: p for raw, p in scores.items() if raw not in grouped and raw not in model.learned})
-    candidates.update({learned_label(name): p for name, p in scores.items() if name in model.learned})
+    learned = {learned_label(name): p for name, p in scores.items() if name in model.learned}
+    candidates.update(learned)
     ranked = sorted(candidates.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [(name, p) for name, p in ranked if p >= min_prob][:top]
+    return [(name, p) for name, p in ranked
+            if p >= (max(min_prob, LEARNED_MIN) if name in learned else min_prob)][:top]
 
 
 def learned_label(name: str) -> str:
@@ -148,12 +153,14 @@ def _verify(copy: Path, path: Path, changes: Changes) -> None:
             raise TagWriteError(path, f"read-back of {f} differs after writing; file left untouched")
 
 
-def _write_safely(path: Path, changes: Changes, journal_it: Callable[[list, list], None],
-                  size: int | None = None, break_hardlinks: bool = False) -> list:
+def _write_safely(path: Path, changes: Changes, journal_it: Callable[[list, list, tuple | None], None],
+                  size: int | None = None, break_hardlinks: bool = False, ogg_pages: bytes | None = None) -> list:
     """Apply ``changes`` to a copy beside the real file, verify the copy, journal the change
-    (``journal_it(state_before, state_after)``), then rename the copy over the file. Returns
-    the file's new state. On any error the file is untouched (should the rename itself fail,
-    the journal row stays: undo finds the file as it was before and leaves it)."""
+    (``journal_it(state_before, state_after, ogg_pages)``, the last the Ogg comment pages an
+    undo needs and the sha256 of the new ones, or None), then rename the copy over the file.
+    ``ogg_pages``: put these comment pages back instead (a byte-exact undo). Returns the
+    file's new state. On any error the file is untouched (should the rename itself fail, the
+    journal row stays: undo finds the file as it was before and leaves it)."""
     real = _file_to_write(path, break_hardlinks)
     before = real.stat()
     with replace_atomically(real, remove_stale=False) as tmp:  # write_tracks swept the folder
@@ -163,18 +170,21 @@ def _write_safely(path: Path, changes: Changes, journal_it: Callable[[list, list
             tf = TagFile(tmp)
             for f, _, new in changes:
                 tf.set(f, new)
-            tf.save(size)
+            tf.save(size, ogg_pages)
             _verify(tmp, path, changes)
+            pages = None
+            if tf.undo_pages is not None:
+                pages = (tf.undo_pages, hashlib.sha256(TagFile(tmp).comment_pages()).hexdigest())
         except TagWriteError as e:  # it names the temporary copy: name the file instead
             raise TagWriteError(path, e.reason, e.hint) from None
         after = _state(tmp)  # a rename keeps size, mtime and content: the file's state once replaced
-        journal_it([before.st_size, before.st_mtime_ns], after)
+        journal_it([before.st_size, before.st_mtime_ns], after, pages)
     return after
 
 
 def _commit(library: Store, journal: Journal, run_id: int | None, path: Path, changes: Changes,
             dry_run: bool, note: str = "", size: int | None = None,
-            break_hardlinks: bool = False) -> FileOutcome:
+            break_hardlinks: bool = False, ogg_pages: bytes | None = None) -> FileOutcome:
     """The one way a planned change reaches a file: shown (dry run), or journaled and written
     safely, and the file's new size/mtime recorded so rescans leave it alone."""
     if not changes:
@@ -182,11 +192,11 @@ def _commit(library: Store, journal: Journal, run_id: int | None, path: Path, ch
     if dry_run:
         return _dry_run(path, changes, break_hardlinks)
 
-    def journal_it(before: list, after: list) -> None:
-        journal.record(run_id, str(path), changes, (before, after))
+    def journal_it(before: list, after: list, pages: tuple | None) -> None:
+        journal.record(run_id, str(path), changes, (before, after), pages)
 
     try:
-        after = _write_safely(path, changes, journal_it, size, break_hardlinks)
+        after = _write_safely(path, changes, journal_it, size, break_hardlinks, ogg_pages)
     except HardLinkedError as e:
         return FileOutcome(str(path), "skipped", _reason(e))
     except TagWriteError as e:
@@ -207,6 +217,12 @@ def _dry_run(path: Path, changes: Changes, break_hardlinks: bool) -> FileOutcome
         return FileOutcome(str(path), "failed", _reason(e))
     except OSError as e:
         return FileOutcome(str(path), "failed", f"cannot write: {e.strerror or e}")
+    try:
+        tf = TagFile(path)
+        if tf.is_ogg:  # pages tagger could not rewrite without touching the audio: said now, not after
+            tf.check_ogg()
+    except TagWriteError as e:
+        return FileOutcome(str(path), "failed", _reason(e))
     return FileOutcome(str(path), "would-write", changes=changes)
 
 
@@ -281,6 +297,8 @@ def _write_one(library, row, model, options, journal, run_id) -> FileOutcome:
         return FileOutcome(row.path, "failed", _reason(e))
     tagged_already = not options.force and any(f"sha256:{model.sha256}" in v for v in current["model"])
     chosen = choose_tags(library.track_scores(row.id), model, options.top, options.min_prob)
+    if not chosen:  # nothing to say about this track: no TAGGER_MODEL-only write
+        return FileOutcome(row.path, "no-tags", settled=True)
     if tagged_already and _new_learned(chosen, model, current["tags"]):
         tagged_already = False  # a tag learned since the file was tagged: tagger's own fields are redone
     planned = planned_values(chosen, model, options.fields)
@@ -355,6 +373,7 @@ def undo(library: Store, run_id: int | None = None, dry_run: bool = False,
     if run_id is None:
         return None, []
     entries, states = journal.entries(run_id), journal.file_states(run_id)
+    pages = journal.ogg_pages(run_id)
     undo_id = None
     if not dry_run:
         _remove_stale_temps(entries)
@@ -362,7 +381,7 @@ def undo(library: Store, run_id: int | None = None, dry_run: bool = False,
     outcomes = []
     for path_text, fields in entries.items():
         outcome = _undo_one(library, journal, undo_id, Path(path_text), fields, states.get(path_text),
-                            dry_run, break_hardlinks)
+                            dry_run, break_hardlinks, pages.get(path_text))
         outcomes.append(outcome)
         if on_file:
             on_file(outcome)
@@ -380,7 +399,7 @@ def left_to_undo(outcomes: Iterable[FileOutcome]) -> list[FileOutcome]:
 
 
 def _undo_one(library, journal, undo_id, path: Path, entries: Changes, state, dry_run: bool,
-              break_hardlinks: bool) -> FileOutcome:
+              break_hardlinks: bool, pages: tuple[bytes, str] | None = None) -> FileOutcome:
     try:
         tf = TagFile(path)
     except TagWriteError as e:
@@ -400,8 +419,15 @@ def _undo_one(library, journal, undo_id, path: Path, entries: Changes, state, dr
             return FileOutcome(str(path), "skipped", "fields changed since that run; left alone", settled=True)
         return FileOutcome(str(path), "unchanged")
     note = f"not restored (changed since): {', '.join(stale)}" if stale else ""
+    exact = None  # an Ogg file's comment pages, put back whole if they are as the run left them
+    if pages is not None and not stale:
+        try:
+            if hashlib.sha256(tf.comment_pages()).hexdigest() == pages[1]:
+                exact = pages[0]
+        except (OSError, ValueError):  # pages not as the run left them: undo field by field
+            exact = None
     return _commit(library, journal, undo_id, path, restore, dry_run, note, _size_before(path, state),
-                   break_hardlinks)
+                   break_hardlinks, exact)
 
 
 def _size_before(path: Path, state) -> int | None:

@@ -27,6 +27,7 @@ FORMAT = "tagger-model/1"
 METADATA_KEY = "tagger"
 DEFAULT_MODEL = "musicnn-vgg-mtt"
 ARCHITECTURE_NAMES = ("ShortChunkCNN", "MusiCNN")  # the classes live in tagger.model.modelfile
+HEAD_WEIGHT = "classifier.weight"
 _PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin", ".tar"}
 
 
@@ -48,6 +49,7 @@ class ModelCard:
     sha256: str = ""
     size_bytes: int = 0
     parameters: int = 0
+    embedding_size: int = 0  # the head's input width, read from the weights' shapes
 
     @property
     def sample_rate(self) -> int:
@@ -118,6 +120,8 @@ def read_card(name_or_path: str | os.PathLike[str]) -> ModelCard:
             raw = (f.metadata() or {}).get(METADATA_KEY)
             parameters = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys()
                              if not k.endswith("num_batches_tracked"))
+            # every architecture's head is a Linear named "classifier": [n_tags, embedding_size]
+            head = f.get_slice(HEAD_WEIGHT).get_shape() if HEAD_WEIGHT in f.keys() else [0, 0]
     except (SafetensorError, OSError, ValueError) as e:
         raise ModelFileError(path, f"not a readable safetensors file ({e})") from None
     if raw is None:
@@ -134,6 +138,7 @@ def read_card(name_or_path: str | os.PathLike[str]) -> ModelCard:
     except (ValueError, KeyError, TypeError) as e:
         raise ModelFileError(path, f"invalid tagger metadata: {e}") from None
     card.parameters = card.parameters or parameters
+    card.embedding_size = int(head[-1])
     card.size_bytes = path.stat().st_size
     card.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     return card

@@ -6,7 +6,7 @@ written for it: a scanner that dies (killed, crashed, its machine gone) loses it
 and the server releases its claims with it, so no claim outlives its scanner and nothing is
 left to clean up. ``try_claim`` never waits: a file another scanner holds is skipped.
 
-SQLite has one writer at a time (tagger.store.db.writer_lock), so there every claim is
+SQLite has one writer at a time (tagger.store.lock.writer_lock), so there every claim is
 granted without asking the database.
 """
 
@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from sqlalchemy import Engine, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT
 from sqlalchemy.exc import DBAPIError
+
+from tagger.store.db import prepare_session
 
 
 def claim_key(path: str) -> int:
@@ -35,7 +37,7 @@ _RELEASE = text("SELECT pg_advisory_unlock(k) FROM unnest(:keys) AS k").bindpara
 
 
 def _claim_error(e: DBAPIError):
-    from tagger.store.db import StoreError
+    from tagger.store.failures import StoreError
 
     first = (str(e.orig).strip().splitlines() or [type(e.orig).__name__])[0]
     hint = ("raise max_locks_per_transaction on the server" if "shared memory" in first
@@ -48,8 +50,11 @@ class Claims:
 
     def __init__(self, engine: Engine) -> None:
         self.shared = engine.dialect.name == "postgresql"
-        # autocommit: the session holds the locks, and is never left idle in a transaction
+        # autocommit: the session holds the locks, and is never left idle in a transaction; the
+        # server's idle timeouts must not end it between two rounds (its claims would go with it)
         self.conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT") if self.shared else None
+        if self.conn is not None:
+            prepare_session(self.conn)
         self.held: set[str] = set()
 
     def try_claim(self, paths: Sequence[str]) -> list[str]:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, func, literal, select, union_all
+from sqlalchemy import Integer, Select, func, literal, select, union_all
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 from tagger.store.catalog import Store, StoredModel
-from tagger.store.schema import TRACK_METADATA, scores, tracks
+from tagger.store.schema import TEXT_FIELDS, TRACK_METADATA, folded, learned_scores, scores, tracks
+from tagger.store.text import fold
 
 FILTER_FIELDS = (*TRACK_METADATA, "format", "path")
 NUMERIC_FIELDS = ("year", "track_no")
@@ -51,33 +52,29 @@ class Filter:
     value: str | int
 
 
-class fold(GenericFunction):  # noqa: N801 — SQL function name
-    """Case folding for --where: LOWER() in PostgreSQL; in SQLite, whose LOWER() folds ASCII
-    only, the Python function tagger_fold that tagger.store.db registers on each connection."""
+class strpos(GenericFunction):  # noqa: N801 — SQL function name
+    """Where the second text starts in the first (1-based), 0 if it is not in it: strpos in
+    PostgreSQL, instr in SQLite. Unlike LIKE it has no pattern characters to escape and no
+    pattern-length limit (SQLite refuses LIKE patterns over 50,000 bytes)."""
+    type = Integer()
     inherit_cache = True
 
 
-@compiles(fold, "sqlite")
-def _fold_sqlite(element, compiler, **kw):
-    return f"tagger_fold({compiler.process(element.clauses, **kw)})"
-
-
-@compiles(fold)
-def _fold_default(element, compiler, **kw):
-    return f"lower({compiler.process(element.clauses, **kw)})"
+@compiles(strpos, "sqlite")
+def _strpos_sqlite(element, compiler, **kw):
+    return f"instr({compiler.process(element.clauses, **kw)})"
 
 
 def _filter_clause(f: Filter):
-    col = tracks.c[f.field]
-    if f.op == ">=":
-        return col >= f.value
-    if f.op == "<=":
-        return col <= f.value
-    if f.field in NUMERIC_FIELDS:
-        return col == f.value
-    if f.op == "~":  # bound parameters, with % and _ in the text escaped: never SQL built from input
-        return fold(col).contains(str(f.value).casefold(), autoescape=True)
-    return fold(col) == str(f.value).casefold()
+    if f.field not in TEXT_FIELDS:  # year, track_no: whole numbers in range (library.query checks)
+        col = tracks.c[f.field]
+        return {">=": col >= f.value, "<=": col <= f.value}.get(f.op, col == f.value)
+    # text: the folded copy beside the value, against the typed text folded the same way in
+    # Python (tagger.store.text.fold): one rule on SQLite and PostgreSQL; bound parameters only
+    col = tracks.c[folded(f.field)]
+    if f.op == "~":
+        return strpos(col, fold(str(f.value))) > 0
+    return col == fold(str(f.value))
 
 
 @dataclass(frozen=True)
@@ -88,9 +85,19 @@ class TrackQuery:
     where: tuple[Filter, ...] = ()
 
 
-def _tag_id(model: StoredModel, raw: str) -> int:
-    """The tags row of a raw tag of the model, or of one of its learned tags."""
-    return model.learned[raw] if raw in model.learned else model.tag_id(raw)
+def _table_and_id(model: StoredModel, raw: str):
+    """(the table of its scores, its tags row) of a raw tag of the model or of a learned tag."""
+    return (learned_scores, model.learned[raw]) if raw in model.learned else (scores, model.tag_id(raw))
+
+
+def _rows_of(model: StoredModel, raws) -> list:
+    """(table, [tag ids]) pairs holding the scores of ``raws``: the model's own tags in
+    ``scores``, learned tags in ``learned_scores``."""
+    by_table: dict = {}
+    for raw in raws:
+        table, tag_id = _table_and_id(model, raw)
+        by_table.setdefault(table, []).append(tag_id)
+    return list(by_table.items())
 
 
 _ROW_COLUMNS = (tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format,
@@ -108,10 +115,11 @@ def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
     term = q.terms[0]
     parts = []
     for raw in term.raw:
-        part = select(scores.c.track_id, scores.c.prob).where(scores.c.tag_id == _tag_id(model, raw))
+        table, tag_id = _table_and_id(model, raw)
+        part = select(table.c.track_id, table.c.prob).where(table.c.tag_id == tag_id)
         if q.min_score is not None:
-            part = part.where(scores.c.prob >= q.min_score)
-        parts.append(select(part.order_by(scores.c.prob.desc()).limit(q.top + not_ok).subquery()))
+            part = part.where(table.c.prob >= q.min_score)
+        parts.append(select(part.order_by(table.c.prob.desc()).limit(q.top + not_ok).subquery()))
     cand = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("cand")
     score = func.max(cand.c.prob)
     return (select(*_ROW_COLUMNS, score.label("score"), score.label("term_0"))
@@ -128,12 +136,20 @@ def compile_query(q: TrackQuery, model: StoredModel, not_ok: int = 0) -> Select:
     term_cols = []
     stmt = select(*_ROW_COLUMNS)
     for i, term in enumerate(q.terms):
-        ids = [_tag_id(model, raw) for raw in term.raw]
-        sub = select(scores.c.track_id, func.max(scores.c.prob).label("p")).where(scores.c.tag_id.in_(ids))
-        if q.min_score is not None and not term.negate:
-            # every term's score must reach --min for the minimum to; lets the index prune
-            sub = sub.where(scores.c.prob >= q.min_score)
-        sub = sub.group_by(scores.c.track_id).subquery(f"t{i}")
+        parts = []
+        for table, ids in _rows_of(model, term.raw):
+            part = select(table.c.track_id, table.c.prob).where(table.c.tag_id.in_(ids))
+            if q.min_score is not None and not term.negate:
+                # every term's score must reach --min for the minimum to; lets the index prune
+                part = part.where(table.c.prob >= q.min_score)
+            parts.append(part)
+        if len(parts) == 1:  # (always, as terms are made: a learned tag is never in a group)
+            table = _rows_of(model, term.raw)[0][0]
+            sub = parts[0].with_only_columns(table.c.track_id, func.max(table.c.prob).label("p"))
+            sub = sub.group_by(table.c.track_id).subquery(f"t{i}")
+        else:
+            rows = union_all(*parts).subquery()
+            sub = select(rows.c.track_id, func.max(rows.c.prob).label("p")).group_by(rows.c.track_id).subquery(f"t{i}")
         stmt = stmt.join(sub, sub.c.track_id == tracks.c.id)
         term_cols.append((literal(1.0) - sub.c.p) if term.negate else sub.c.p)
     score = term_cols[0] if len(term_cols) == 1 else least(*term_cols)

@@ -22,9 +22,26 @@ from sqlalchemy import (
 
 from tagger.files.fields import TRACK_METADATA
 
-SCHEMA_VERSION = 3  # 2: write_runs and write_journal (tag writing with undo); 3: track metadata, learned tags
+# 2: write_runs and write_journal (tag writing with undo); 3: track metadata, learned tags;
+# 4: tracks found by a hash of their path (paths of any length), folded text for --where,
+#    learned tags' scores in a table of their own
+SCHEMA_VERSION = 4
+
+# the text a --where filter can match, each with a folded copy (tagger.store.text.fold) beside it
+TEXT_FIELDS = ("title", "artist", "album", "album_artist", "genre", "format", "path")
+
+
+def folded(field: str) -> str:
+    """The column holding ``field`` folded for --where."""
+    return f"{field}_folded"
+
 
 metadata = MetaData()
+
+# meta keys: schema_version, and (schema 4) index_version: a counter that every transaction that
+# changes which tracks are 'ok' or what their embeddings are moves on, so that a similarity index
+# built from them can be kept between commands and known to be current
+INDEX_VERSION = "index_version"
 
 meta = Table("meta", metadata,
              Column("key", String(64), primary_key=True),
@@ -49,7 +66,8 @@ tags = Table("tags", metadata,
 
 tracks = Table("tracks", metadata,
                Column("id", Integer, primary_key=True),
-               Column("path", Text, nullable=False, unique=True),
+               Column("path", Text, nullable=False),
+               Column("path_key", String(32), nullable=False),  # tagger.store.text.path_key (schema 4)
                Column("size", BigInteger, nullable=False),
                Column("mtime_ns", BigInteger, nullable=False),
                Column("fingerprint", String(40)),
@@ -64,9 +82,13 @@ tracks = Table("tracks", metadata,
                *[Column(name, Text) for name in TRACK_METADATA[:5]],
                Column("year", Integer),
                Column("track_no", Integer),
-               Column("metadata_read", Boolean))  # NULL: scanned before schema 3, not read yet
+               Column("metadata_read", Boolean),  # NULL: scanned before schema 3, not read yet
+               *[Column(folded(name), Text) for name in TEXT_FIELDS])  # schema 4
 Index("ix_tracks_size_fingerprint", tracks.c.size, tracks.c.fingerprint)
-Index("ix_tracks_status", tracks.c.status)
+# unique on a hash of the path, not on the path: PostgreSQL's B-tree keys stop at ~2.7 kB
+Index("ux_tracks_path_key", tracks.c.path_key, unique=True)
+# (schema 4: with the model, so that counting a model's tracks reads the index alone)
+Index("ix_tracks_status_model", tracks.c.status, tracks.c.model_id)
 
 scores = Table("scores", metadata,
                Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),
@@ -103,7 +125,8 @@ Index("ix_write_journal_run", write_journal.c.run_id)
 
 # learned tags (schema 3): a tag a person taught from examples. It is a row of ``tags`` of the
 # model whose embeddings it reads (idx after the model's own tags), its probabilities are rows
-# of ``scores`` like any tag's, and this table holds the classifier that makes them:
+# of ``learned_scores`` (of ``scores`` before schema 4), and this table holds the classifier
+# that makes them:
 # p = sigmoid(weights · ((embedding − mean) / scale) + bias)
 learned_tags = Table("learned_tags", metadata,
                      Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
@@ -113,3 +136,17 @@ learned_tags = Table("learned_tags", metadata,
                      Column("scale", LargeBinary, nullable=False),  # float32 [E]
                      Column("examples", JSON, nullable=False),  # like/unlike counts, cross-validated metrics
                      Column("created_at", Float, nullable=False))
+
+# their scores (schema 4; in ``scores`` before): one tag's rows together, so learning a tag writes
+# one run of rows and re-learning it deletes one, instead of touching every page of ``scores``
+# (whose rows are clustered by track). Two B-trees: the rows by (tag, track), and the ranked
+# lookup by (tag, probability). A track's rows are found by (each learned tag, track); there is
+# no index led by the track, nor so a foreign key to tracks (its checks would need one, and every
+# learned tag's 100,000 rows would maintain it): the store deletes a track's learned scores
+# itself wherever it deletes or rescores the track (Store.save, Store.prune).
+learned_scores = Table("learned_scores", metadata,
+                       Column("tag_id", ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+                       Column("track_id", Integer, primary_key=True),  # tracks.id
+                       Column("prob", Float, nullable=False),
+                       sqlite_with_rowid=False)
+Index("ix_learned_scores_tag_prob", learned_scores.c.tag_id, learned_scores.c.prob)
