@@ -105,7 +105,8 @@ def test_models_list_and_info():
     result = run_cli("models")
     assert result.returncode == 0 and "musicnn-vgg-mtt" in result.stdout and "0.9030" in result.stdout
     rows = json.loads(run_cli("models", "--json").stdout)
-    assert {r["name"] for r in rows} == {"musicnn-vgg-mtt", "musicnn-mtt"}
+    assert {r["name"] for r in rows} == {"musicnn-vgg-mtt", "musicnn-mtt", "musicnn-vgg-msd", "musicnn-msd"}
+    assert {r["name"]: r["data"] for r in rows}["musicnn-msd"].startswith("MSD")
     assert [r["name"] for r in rows if r["default"]] == ["musicnn-vgg-mtt"]
     info = json.loads(run_cli("models", "info", "musicnn-mtt", "--json").stdout)
     assert info["architecture"] == "MusiCNN" and len(info["tags"]) == 50 and len(info["sha256"]) == 64
@@ -132,7 +133,7 @@ def test_help_shows_choices_metavars_and_the_default_database(tmp_path):
     assert "[table|json|jsonl|csv|m3u|paths]" in query and "TAG" in query and "FILE|URL" in query
     tag = _run("tag", "--help", env=env).stdout
     assert "auto|cpu|cuda|cuda:N" in tag and "FILE..." in tag
-    assert "[MTT_vgg|MTT_musicnn]" in _run("models", "convert-musicnn", "--help", env=env).stdout
+    assert "[MTT_vgg|MTT_musicnn|MSD_vgg|MSD_musicnn]" in _run("models", "convert-musicnn", "--help", env=env).stdout
 
 
 def test_convert_choices_are_the_converter_sources():

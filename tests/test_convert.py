@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from tagger.errors import ModelFileError
 from tagger.model.convert.musicnn import convert_musicnn
-from tagger.model.modelfile import builtin_dir, load_model
+from tagger.model.modelfile import builtin_dir, load_model, read_card
 
 TINY = FIXTURES / "tiny_vgg"
 
@@ -50,11 +50,30 @@ WHEEL = os.environ.get("TAGGER_MUSICNN_WHEEL")
 
 @pytest.mark.skipif(not WHEEL or not Path(WHEEL).is_file(),
                     reason="set TAGGER_MUSICNN_WHEEL to musicnn-0.1.0-py3-none-any.whl (.ci/run does)")
-@pytest.mark.parametrize("source,name", [("MTT_vgg", "musicnn-vgg-mtt"), ("MTT_musicnn", "musicnn-mtt")])
+@pytest.mark.parametrize("source,name", [("MTT_vgg", "musicnn-vgg-mtt"), ("MTT_musicnn", "musicnn-mtt"),
+                                         ("MSD_vgg", "musicnn-vgg-msd"), ("MSD_musicnn", "musicnn-msd")])
 def test_real_wheel_converts_to_the_shipped_builtin(tmp_path, source, name):
+    """The built-in files are exactly what the converter makes of the wheel: weights, tags,
+    groups and card (so the file hashes, which the library database keys models by, agree)."""
     out = tmp_path / f"{name}.safetensors"
-    convert_musicnn(WHEEL, out, source)
+    card = convert_musicnn(WHEEL, out, source)
     ours, shipped = load_file(str(out)), load_file(str(builtin_dir() / f"{name}.safetensors"))
     assert ours.keys() == shipped.keys()
     for key in ours:
         assert torch.equal(ours[key], shipped[key]), key
+    assert card.sha256 == read_card(name).sha256
+
+
+def test_the_msd_built_ins_speak_the_million_song_datasets_tags():
+    from tagger.model.vocab import MSD_TAGS, MTAT_TAGS
+
+    for name, tags, data in (("musicnn-vgg-msd", MSD_TAGS, "Million Song Dataset"),
+                             ("musicnn-msd", MSD_TAGS, "Million Song Dataset"),
+                             ("musicnn-vgg-mtt", MTAT_TAGS, "MagnaTagATune")):
+        card = read_card(name)
+        assert tuple(card.tags) == tags and data in card.metrics["dataset"]
+        assert "ISC" in card.license and card.provenance["source"].startswith("musicnn 0.1.0")
+    msd = read_card("musicnn-vgg-msd").vocabulary
+    assert msd.resolve("hip_hop") == ["Hip-Hop"] and msd.resolve("female_vocals") == ["female vocalists",
+                                                                                       "female vocalist"]
+    assert read_card("musicnn-msd").metrics["roc_auc"] == 0.8802

@@ -14,7 +14,8 @@ from tagger.engine.inference import tag_waveform
 from tagger.model.modelfile import load_model
 
 TOLERANCE = 1e-3
-MODELS = {"MTT_vgg": "musicnn-vgg-mtt", "MTT_musicnn": "musicnn-mtt"}
+MODELS = {"MTT_vgg": "musicnn-vgg-mtt", "MTT_musicnn": "musicnn-mtt",
+          "MSD_vgg": "musicnn-vgg-msd", "MSD_musicnn": "musicnn-msd"}
 PUBLISHED_TOP10 = ["techno", "electronic", "synth", "fast", "beat", "drums", "no vocals",
                    "no vocal", "dance", "ambient"]
 
@@ -33,6 +34,7 @@ def musicnn_framed(model, samples: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("source", list(MODELS))
 @pytest.mark.parametrize("signal", ["tones", "chords", "noise", "clicks"])
 def test_generated_signals_match_tensorflow(models, reference, source, signal):
+    assert reference["labels"][source] == models[source].card.tags  # the same tags, in the same order
     samples = load_tool("parity_signals").signal_float32(signal)
     ours = musicnn_framed(models[source], samples)
     theirs = np.array(reference["signals"][signal][source])
@@ -51,12 +53,13 @@ def test_real_mtat_clip_matches_tensorflow(models, reference, source):
 
 
 @needs_shared
-def test_default_model_top_tags_overlap_published_list(models):
+def test_default_model_top_tags_overlap_published_list(models, reference):
     """musicnn's authors list MTT_musicnn's top 10 for this clip; the VGG default, through
     tagger's own framing, shares 8 of them (techno, electronic, synth, fast, beat, drums,
     no vocals, dance; it adds loud and rock)."""
     model = models["MTT_vgg"]
     samples, _ = sf.read(JORAM, dtype="float32")
+    assert reference["labels"]["MTT_vgg"] == model.card.tags
     probs = tag_waveform(model, samples).probabilities
     top10 = [model.card.tags[i] for i in np.argsort(-probs)[:10]]
     assert top10[:2] == ["techno", "electronic"]

@@ -8,8 +8,9 @@ Run it OUTSIDE the project, in a throwaway environment (see the docstring of mai
     /tmp/tfenv/bin/python tools/musicnn_reference.py tests/fixtures/musicnn_reference.json [CLIP.mp3 ...]
 
 It writes, per signal of tools/parity_signals.py (and per extra audio file given), musicnn's
-per-patch probabilities for MTT_vgg and MTT_musicnn, and how long musicnn's extractor took per
-file. musicnn hides a failed restore in a bare ``except:``, so every taggram is also recomputed
+per-patch probabilities for its four models (MTT_vgg, MTT_musicnn, MSD_vgg, MSD_musicnn), each
+model's labels, and how long musicnn's extractor took per file. musicnn hides a failed restore
+in a bare ``except:``, so every taggram is also recomputed
 here with an explicit restore and must agree, or the script stops.
 """
 
@@ -28,7 +29,7 @@ import soundfile as sf
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import parity_signals  # noqa: E402
 
-MODELS = ["MTT_vgg", "MTT_musicnn"]
+MODELS = ["MTT_vgg", "MTT_musicnn", "MSD_vgg", "MSD_musicnn"]
 
 
 def explicit_taggram(path: str, model: str) -> np.ndarray:
@@ -56,7 +57,7 @@ def main() -> None:
     extra = sys.argv[2:]
     result = {"generator": "tools/parity_signals.py", "sample_rate": parity_signals.SR,
               "framing": "musicnn: log-mel of the whole signal, then non-overlapping 187-frame patches",
-              "versions": {}, "signals": {}, "files": {}, "timing_s": {}}
+              "versions": {}, "signals": {}, "files": {}, "timing_s": {}, "labels": {}}
     import librosa
     import tensorflow as tf
     result["versions"] = {"tensorflow": tf.__version__, "librosa": librosa.__version__,
@@ -83,10 +84,10 @@ def main() -> None:
                     raise SystemExit(f"{model} on {name}: extractor output differs from an explicit "
                                      "restore; musicnn probably ran with random weights")
                 result[group][name][model] = np.round(taggram.astype(np.float64), 6).tolist()
+                result["labels"][model] = list(labels)
                 result["timing_s"].setdefault(model, {})[name] = round(statistics.median(times), 3)
                 print(f"{name:>24} {model:<12} patches={taggram.shape[0]} "
                       f"median {statistics.median(times):.2f}s", flush=True)
-    result["labels"] = labels
     with open(out_path, "w") as f:
         json.dump(result, f, indent=1)
 

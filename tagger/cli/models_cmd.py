@@ -21,6 +21,14 @@ class MusicnnModel(str, enum.Enum):
     """The checkpoints tagger.model.convert.musicnn.SOURCES converts (named here: it imports torch)."""
     MTT_vgg = "MTT_vgg"
     MTT_musicnn = "MTT_musicnn"
+    MSD_vgg = "MSD_vgg"
+    MSD_musicnn = "MSD_musicnn"
+
+
+def _trained_on(card: ModelCard) -> str:
+    """The vocabulary's data set in a word: MTAT, MSD, or where the model was trained."""
+    text = str(card.metrics.get("dataset") or card.provenance.get("trained_on") or "")
+    return "MTAT" if "MagnaTagATune" in text else "MSD" if "Million Song" in text else (text[:20] or "—")
 
 
 def _metric(card: ModelCard, key: str) -> str:
@@ -37,23 +45,25 @@ def list_models(ctx: typer.Context,
     cards = [read_card(name) for name in builtin_names()]
     if as_json:
         print(json.dumps([{"name": c.name, "default": c.name == DEFAULT_MODEL,
-                           "architecture": c.architecture, "tags": len(c.tags),
+                           "architecture": c.architecture, "tags": len(c.tags), "data": _trained_on(c),
                            "parameters": c.parameters, "size_bytes": c.size_bytes,
                            "metrics": c.metrics} for c in cards], indent=1))
         return
     table = Table(show_edge=False)
-    for col in ("name", "architecture", "tags", "parameters", "size", "ROC-AUC", "PR-AUC"):
-        table.add_column(col, justify="left" if col in ("name", "architecture") else "right",
+    for col in ("name", "architecture", "data", "tags", "parameters", "size", "ROC-AUC", "PR-AUC"):
+        table.add_column(col, justify="left" if col in ("name", "architecture", "data") else "right",
                          no_wrap=col in ("name", "architecture"))
-    cards.sort(key=lambda c: c.name != DEFAULT_MODEL)
+    cards.sort(key=lambda c: (c.name != DEFAULT_MODEL, _trained_on(c), c.name))
     for c in cards:
         name = f"{c.name} *" if c.name == DEFAULT_MODEL else c.name
-        table.add_row(name, c.architecture, str(len(c.tags)), f"{c.parameters:,}",
+        table.add_row(name, c.architecture, _trained_on(c), str(len(c.tags)), f"{c.parameters:,}",
                       f"{c.size_bytes / 1e6:.1f} MB", _metric(c, "roc_auc"), _metric(c, "pr_auc"))
     console = stdout_console()
     console.print(table)
-    console.print("* default.  ROC-AUC / PR-AUC: macro averages on the MagnaTagATune test set, "
-                  "as reported by each model's authors.", style="dim")
+    console.print("* default.  data: the tags' source, MagnaTagATune (instruments, styles) or the Million "
+                  "Song Dataset's Last.fm tags (genres, moods, decades). ROC-AUC / PR-AUC: macro averages on "
+                  "that data set's test split, as reported by each model's authors (not comparable across "
+                  "data sets).", style="dim")
 
 
 @app.command("info")

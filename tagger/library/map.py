@@ -30,7 +30,7 @@ from tagger.files.atomic import replace_atomically
 from tagger.library.layout import neighbours_kept, project
 from tagger.library.neighbours import nearest_all
 from tagger.library.similar import DEFAULT_SPACE, fit_space
-from tagger.model.vocab import tag_name
+from tagger.model.vocab import GENRES, MOODS, tag_name
 from tagger.store.catalog import Store, StoredModel
 from tagger.store.query import Filter, filtered_track_ids
 
@@ -161,7 +161,9 @@ def axis_tags(xy: np.ndarray, probs: np.ndarray, labels: Sequence[str], n: int =
 def _categories(model: StoredModel, names: Sequence[str]) -> list[dict]:
     """Genres or moods: each name's label and the tag columns whose maximum is its score."""
     vocab = model.vocabulary
-    return [{"label": n.replace("_", " "), "members": [vocab.tags.index(t) for t in vocab.resolve(n)]} for n in names]
+    labels = {**GENRES, **MOODS}
+    return [{"label": labels.get(n, n.replace("_", " ")), "members": [vocab.tags.index(t) for t in vocab.resolve(n)]}
+            for n in names]
 
 
 def _track_columns(tracks: list, out: Path, link: str) -> dict:

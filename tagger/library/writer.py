@@ -28,7 +28,7 @@ from tagger.files.atomic import remove_stale_temps_in, replace_atomically
 from tagger.files.fields import FIELD_CHOICES, OPTIONAL_FIELDS, OWN_FIELDS
 from tagger.files.tagfile import TagFile, TagWriteError
 from tagger.library.learned import LEARNED_MIN
-from tagger.model.vocab import MTAT_GENRES, MTAT_MOODS
+from tagger.model.vocab import GENRES, MOODS, tag_name
 from tagger.store.catalog import Store, StoredModel
 from tagger.store.journal import Journal
 
@@ -85,12 +85,22 @@ def planned_values(chosen: list[tuple[str, float]], model: StoredModel, fields: 
     values = {"tags": names,
               "scores": [";".join(f"{n}={p:.3f}" for n, p in chosen)] if chosen else [],
               "model": [f"{model.name} sha256:{model.sha256} {time.strftime('%Y-%m-%d')}"]}
-    optional = {"genre": [n for n in names if n in MTAT_GENRES], "mood": [n for n in names if n in MTAT_MOODS],
-                "grouping": names}
+    optional = {"genre": _labels(names, GENRES), "mood": _labels(names, MOODS), "grouping": names}
     # the user's fields are only ever filled or (--force) replaced: a prediction with nothing
     # for a field must not delete what the user put there
     values.update({f: v for f, v in optional.items() if f in fields and v})
     return values
+
+
+def _labels(names: Sequence[str], table: dict[str, str]) -> list[str]:
+    """The GENRE or MOOD values of the chosen tag names, best first, each once ("Electronic"
+    for the group and for a raw "electronica" alike)."""
+    out: list[str] = []
+    for name in names:
+        label = table.get(tag_name(name))
+        if label and label not in out:
+            out.append(label)
+    return out
 
 
 def _same(kind_id3_v23: bool, a: list[str], b: list[str]) -> bool:

@@ -1,6 +1,8 @@
-"""Convert the MagnaTagATune models of the musicnn 0.1.0 package (ISC license) to tagger model
-files: read its TensorFlow checkpoints with our own reader, map each variable onto
-ShortChunkCNN (MTT_vgg) or MusiCNN (MTT_musicnn), and write a .safetensors file.
+"""Convert the models of the musicnn 0.1.0 package (ISC license) to tagger model files: read its
+TensorFlow checkpoints with our own reader, map each variable onto ShortChunkCNN (MTT_vgg,
+MSD_vgg) or MusiCNN (MTT_musicnn, MSD_musicnn), and write a .safetensors file. The MSD models
+have the same architectures as the MTT ones; only their weights and their 50 labels (the
+Million Song Dataset's Last.fm tags) differ.
 
 TensorFlow stores conv kernels as [time, mel, in, out] on NHWC tensors with H = time; tagger
 uses NCHW with H = mel, so kernels become [out, in, mel, time] and the dense layer after a
@@ -21,7 +23,8 @@ from tagger.model.cnn import ShortChunkCNN, musicnn_frontend, musicnn_vgg_config
 from tagger.model.convert.tf_checkpoint import Checkpoint
 from tagger.model.modelfile import ModelCard, save_model
 from tagger.model.musicnn import MusiCNN, MusiCNNConfig
-from tagger.model.vocab import MTAT_GROUP_ALIASES, MTAT_GROUPS, MTAT_TAGS
+from tagger.model.vocab import (MSD_GROUP_ALIASES, MSD_GROUPS, MSD_TAGS, MTAT_GROUP_ALIASES, MTAT_GROUPS,
+                                MTAT_TAGS)
 
 ISC_NOTICE = (
     "Weights converted from musicnn 0.1.0. Copyright (c) Music Technology Group, Universitat "
@@ -36,10 +39,19 @@ ISC_NOTICE = (
     "THE USE OR PERFORMANCE OF THIS SOFTWARE."
 )
 
-# what each checkpoint becomes; metrics are the authors' MTAT test results (experiment.result)
+MTAT = {"tags": MTAT_TAGS, "groups": MTAT_GROUPS, "aliases": MTAT_GROUP_ALIASES,
+        "trained_on": "MagnaTagATune (train split of Pons et al.)", "test_set": "MagnaTagATune test set"}
+MSD = {"tags": MSD_TAGS, "groups": MSD_GROUPS, "aliases": MSD_GROUP_ALIASES,
+       "trained_on": "Million Song Dataset audio previews with their 50 most frequent Last.fm tags "
+                     "(train split of Pons et al.)",
+       "test_set": "Million Song Dataset test set (Last.fm tags)"}
+
+# what each checkpoint becomes; metrics are the authors' test results (experiment.result)
 SOURCES = {
-    "MTT_vgg": {"name": "musicnn-vgg-mtt", "metrics": {"roc_auc": 0.9030, "pr_auc": 0.3823}},
-    "MTT_musicnn": {"name": "musicnn-mtt", "metrics": {"roc_auc": 0.9067, "pr_auc": 0.3831}},
+    "MTT_vgg": {"name": "musicnn-vgg-mtt", "vocabulary": MTAT, "metrics": {"roc_auc": 0.9030, "pr_auc": 0.3823}},
+    "MTT_musicnn": {"name": "musicnn-mtt", "vocabulary": MTAT, "metrics": {"roc_auc": 0.9067, "pr_auc": 0.3831}},
+    "MSD_vgg": {"name": "musicnn-vgg-msd", "vocabulary": MSD, "metrics": {"roc_auc": 0.8768, "pr_auc": 0.2819}},
+    "MSD_musicnn": {"name": "musicnn-msd", "vocabulary": MSD, "metrics": {"roc_auc": 0.8802, "pr_auc": 0.2891}},
 }
 
 
@@ -131,7 +143,7 @@ def convert_musicnn(source: str | Path, out: str | Path, model: str = "MTT_vgg")
         prefix = find_checkpoint(Path(source), model, Path(tmp))
         ck = Checkpoint(prefix)
         try:
-            net, state = (vgg_state if model == "MTT_vgg" else musicnn_state)(ck)
+            net, state = (vgg_state if model.endswith("_vgg") else musicnn_state)(ck)
         except KeyError as e:
             raise ModelFileError(Path(prefix + ".index"),
                                  f"variable {e} missing: not a musicnn {model} checkpoint") from None
@@ -143,17 +155,21 @@ def convert_musicnn(source: str | Path, out: str | Path, model: str = "MTT_vgg")
     missing = [k for k in net.state_dict() if k not in tensors and not k.endswith("num_batches_tracked")]
     if missing:
         raise ModelFileError(Path(str(source)), f"conversion left weights unset: {missing}")
+    vocabulary = SOURCES[model]["vocabulary"]
+    if len(vocabulary["tags"]) != net.config_dict()["n_tags"]:
+        raise ModelFileError(Path(str(source)), f"{model} predicts {net.config_dict()['n_tags']} tags, "
+                             f"not the {len(vocabulary['tags'])} of its vocabulary")
     card = ModelCard(
         name=SOURCES[model]["name"], architecture=net.architecture, config=net.config_dict(),
-        frontend=net.frontend_config, tags=list(MTAT_TAGS), groups=MTAT_GROUPS,
-        aliases=MTAT_GROUP_ALIASES, chunk_samples=48000,
+        frontend=net.frontend_config, tags=list(vocabulary["tags"]), groups=vocabulary["groups"],
+        aliases=vocabulary["aliases"], chunk_samples=48000,
         provenance={"source": f"musicnn 0.1.0 (PyPI), checkpoint {model}",
-                    "trained_on": "MagnaTagATune (train split of Pons et al.)",
+                    "trained_on": vocabulary["trained_on"],
                     "conversion": "tagger models convert-musicnn: TF checkpoint read without "
                                   "TensorFlow, all CRC-32C verified; parity with musicnn's own "
                                   "TensorFlow outputs is tested (tests/test_parity.py)",
                     "authors": "Jordi Pons, Xavier Serra (Music Technology Group, UPF)"},
-        metrics={"dataset": "MagnaTagATune test set", "reported_by": "musicnn authors",
+        metrics={"dataset": vocabulary["test_set"], "reported_by": "musicnn authors",
                  **SOURCES[model]["metrics"]},
         license="ISC. " + ISC_NOTICE)
     return save_model(net, out, card)
