@@ -300,8 +300,12 @@ def default_workers(device_type: str) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if device_type == "cuda":  # the GPU outruns decoding: decode on every core but one
         return max(1, min(32, cpus - 1))
-    # on CPU the model is the bottleneck (decode limit ~5× the scan rate, RESULTS.md)
-    return max(1, min(4, cpus // 4))
+    # on CPU, with OpenVINO int8, decoding is a third of a track's time: on 2 cores one worker
+    # left the model waiting 28–34 % of the scan, two made it 17–25 % faster (RESULTS.md, "CPU
+    # runtime"); the model's threads and the workers share the cores
+    if cpus == 1:
+        return 1
+    return min(4, max(2, cpus // 2))
 
 
 if __name__ == "__main__":  # a decode worker: python -m tagger.engine.decode FD RATE CHUNK N|all
