@@ -75,7 +75,8 @@ def test_own_framing_stays_close_to_musicnn_framing(models, reference, signal):
     musicnn cut 187-frame patches out of one long spectrogram. Track-level means differ by at
     most ~0.03 here (benchmarks/RESULTS.md has the figures)."""
     samples = load_tool("parity_signals").signal_float32(signal)
-    for source, model in models.items():
+    for source in ("MTT_vgg", "MTT_musicnn"):  # the MSD ports share these front-ends and framing
+        model = models[source]
         ours = tag_waveform(model, samples).probabilities
         theirs = np.array(reference["signals"][signal][source]).mean(axis=0)
         assert np.abs(ours - theirs).max() < 0.05
