@@ -23,10 +23,10 @@ from tagger.audio.discover import FoundFile
 from tagger.engine.options import DEFAULT_CHUNKS, ScanOptions
 from tagger.engine.plan import ScanPlan, plan_scan
 from tagger.engine.results import EngineStats, TrackResult
-from tagger.engine.runtime import CardModel, Runner, check_options, open_runner
+from tagger.engine.runtime import Runner, check_options, open_runner
 from tagger.errors import UsageError
 from tagger.library.learned import LearnedScores
-from tagger.model.modelcard import ModelCard, read_card
+from tagger.model.modelcard import CardModel, ModelCard, read_card
 from tagger.store.catalog import Store, StoredModel
 from tagger.store.claims import Claims
 

@@ -18,29 +18,18 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import openvino as ov
 
-from tagger.model.modelcard import ModelCard
+from tagger.model.modelcard import CardModel, ModelCard
 
 # the probe: one synthetic "track" of PROBE_CHUNKS chunks; int8 must keep ≥ PROBE_TOP5 of the
 # fp32 top-5 tags of its mean and stay within PROBE_MAX_DP of each fp32 probability
 PROBE_CHUNKS = 8
 PROBE_TOP5 = 4
 PROBE_MAX_DP = 0.05
-
-
-@dataclass
-class GraphModel:
-    """The model as an OpenVINO runner holds it: its card, no weights in torch."""
-    card: ModelCard
-
-    @property
-    def embedding_size(self) -> int:
-        return self.card.embedding_size
 
 
 class ReadyBatch:
@@ -69,7 +58,7 @@ class OpenVINORunner:
     compile_error: str | None = None
 
     def __init__(self, card: ModelCard, xml: Path, batch_size: int, threads: int, precision: str) -> None:
-        self.model = GraphModel(card)
+        self.model = CardModel(card)  # its card; the weights are in the graph, not in torch
         self.batch_size, self.precision, self.threads = batch_size, precision, threads
         self.host_s = 0.0
         self.device_s = 0.0  # on the CPU, the same as host_s

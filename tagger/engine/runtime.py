@@ -18,14 +18,13 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from tagger.engine.options import ScanOptions
 from tagger.errors import UsageError
-from tagger.model.modelcard import ModelCard
+from tagger.model.modelcard import CardModel, ModelCard
 
 if TYPE_CHECKING:
     from tagger.engine.results import EngineStats
@@ -50,16 +49,6 @@ class Runner(Protocol):
     device_s: float
 
     def submit(self, chunks: np.ndarray) -> Pending: ...
-
-
-@dataclass
-class CardModel:
-    """A model as the engine's bookkeeping sees it before (or without) loading its weights."""
-    card: ModelCard
-
-    @property
-    def embedding_size(self) -> int:
-        return self.card.embedding_size
 
 
 def check_options(options: ScanOptions) -> None:

@@ -149,3 +149,14 @@ def _numel(shape: list[int]) -> int:
     for s in shape:
         n *= s
     return n
+
+
+@dataclass
+class CardModel:
+    """A model known by its card alone, without its weights in torch: what the scan engine's
+    bookkeeping needs before (or without) loading it, and what an OpenVINO runner holds."""
+    card: ModelCard
+
+    @property
+    def embedding_size(self) -> int:
+        return self.card.embedding_size
