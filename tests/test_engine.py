@@ -255,3 +255,19 @@ def test_hung_decode_workers_are_replaced(tmp_path):
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT status, count(*) FROM tracks GROUP BY status").fetchall() == [("ok", 4)]
     assert "2 decoding process(es) died and were replaced" in out
+
+
+def test_batches_take_the_oldest_rows_first_and_keep_the_rest_in_order():
+    """A track split across batches keeps its place at the head of the queue; the tracks queued
+    behind it are untouched."""
+    from tagger.engine.batch import Batcher
+
+    batcher = Batcher(4)
+    for slot, n in ((0, 3), (1, 3), (2, 3)):
+        batcher.add(slot, np.arange(n, dtype=np.float32)[:, None] + 10 * slot)
+    taken = [batcher.take() for _ in range(3)]
+    owners = np.concatenate([o for _, o in taken])
+    rows = np.concatenate([c for c, _ in taken])[:, 0]
+    assert [len(o) for _, o in taken] == [4, 4, 1] and batcher.queued == 0
+    assert owners.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert rows.tolist() == [0, 1, 2, 10, 11, 12, 20, 21, 22]

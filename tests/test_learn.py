@@ -154,8 +154,11 @@ def test_unlike_folder_and_playlist_examples(library, tmp_path):
     m3u = tmp_path / "drums.m3u"  # relative entries, a comment, a blank line
     rel = [f"../{root.name}/drums/drums{i}.mp3" for i in range(EXAMPLES)]
     m3u.write_text("#EXTM3U\n#EXTINF:6,one\n" + "\n".join(rel) + "\n\n")
-    out = learn(db, "beaten", "--like", m3u, "--unlike", root / "noise", "--unlike", root / "chords").stdout
-    assert "5 liked tracks against 16 unliked tracks" in out
+    both = paths["drums"][0]  # liked through the playlist and unliked by name: liked, and said
+    result = learn(db, "beaten", "--like", m3u, "--unlike", root / "noise", "--unlike", root / "chords",
+                   "--unlike", both)
+    assert "5 liked tracks against 16 unliked tracks" in result.stdout
+    assert "warning: 1 track is in both --like and --unlike: counted as liked" in result.stderr
     rows = query(db, "--tag", "beaten")
     others = [r["path"] for r in rows if r["path"] not in paths["drums"][:EXAMPLES]]
     assert set(others[:PER_FAMILY - EXAMPLES]) == set(paths["drums"][EXAMPLES:])

@@ -41,7 +41,8 @@ MODULES = {
     "batch": ("tagger/engine/batch.py", ["tests/test_engine.py"]),
     "plan": ("tagger/engine/plan.py", ["tests/test_plan.py"]),
     "store-query": ("tagger/store/query.py", ["tests/test_library.py", "tests/test_query.py"]),
-    "query-parse": ("tagger/library/query.py", ["tests/test_library.py", "tests/test_query.py"]),
+    "query-parse": ("tagger/library/query.py", ["tests/test_library.py", "tests/test_query.py",
+                                                "tests/test_metadata.py"]),  # --where's parsing
     "similar": ("tagger/library/similar.py", ["tests/test_similar.py"]),
     "standardise": ("tagger/library/standardise.py", ["tests/test_similar.py", "tests/test_learn.py"]),
     "learned": ("tagger/library/learned.py", ["tests/test_learn.py"]),
