@@ -28,6 +28,15 @@ def test_a_learned_tag_is_written_from_its_own_threshold(p, min_prob, written):
     assert ("slow" in chosen) == (0.25 >= min_prob)  # the model's own tags keep --min
 
 
+def test_tags_of_equal_probability_are_written_in_name_order():
+    """The same scores give the same tags in the same order in every file and every run (a tie
+    broken by dict order would depend on how the scores were read)."""
+    for scores in ({"slow": 0.4, "piano": 0.4, "female": 0.4, "woman": 0.1, "calm_keys": 0.0},
+                   {"female": 0.4, "calm_keys": 0.0, "piano": 0.4, "woman": 0.1, "slow": 0.4}):
+        assert [n for n, _ in choose_tags(scores, model_with_learned(), 5, 0.05)] == \
+            ["female vocals", "piano", "slow"]
+
+
 def test_write_help_says_so():
     out = run_cli("write", "--help").stdout
     assert "0.5" in out and "earned" in out
