@@ -126,6 +126,7 @@ def test_train_resume_evaluate_and_use(mtat, tmp_path):
     assert info["provenance"]["training_config"]["optimizer"] == "nadam"
     assert info["provenance"]["training_config"]["loss"] == "focal"
     assert info["provenance"]["training_config"]["eval_chunks"] == 4
+    assert json.loads((run / "test_report.json").read_text())["chunks_per_clip"] == 4  # --eval-chunks used
 
     resumed = run_cli("train", "--dataset", "mtat", "--data-dir", root, "--out", run, "--epochs", "4",
                       "--resume", *FAST)

@@ -71,7 +71,7 @@ class TrainConfig:
     batch_size: int = 16
     epochs: int = 50
     patience: int = 10  # epochs without a better validation ROC-AUC before stopping
-    augment: tuple[str, ...] = ("polarity", "gain", "pitch")  # the report's kept three
+    augment: tuple[str, ...] = AUGMENTATIONS  # the report's kept three
     augment_p: float = 0.5
     gain_db: tuple[float, float] = (-20.0, -1.0)
     pitch_semitones: int = 2
