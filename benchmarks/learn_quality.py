@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from tagger.library import learned as L
+from tagger.library import logistic
 from tagger.library.standardise import Standardiser
 from tagger.store.catalog import Store
 
@@ -73,7 +74,7 @@ def main() -> None:
                 same = labels[rest] == g
                 top = rest[np.argsort(-p[rest], kind="stable")[:same.sum()]]
                 rp.append(np.mean(labels[top] == g))
-                auc.append(L.roc_auc(same.astype(float), p[rest]))
+                auc.append(logistic.roc_auc(same.astype(float), p[rest]))
                 p_same.append(np.median(p[rest][same]))
                 p_rest.append(np.median(p[rest][~same]))
         print(f"{c:>6} {np.mean(rp):>12.3f} {np.mean(auc):>8.3f} {np.mean(p_same):>13.3f} {np.mean(p_rest):>8.3f}"

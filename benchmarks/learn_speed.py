@@ -25,7 +25,7 @@ import time
 import numpy as np
 from library100k import add_arguments, build, database, exists, load, timed, where
 
-from tagger.engine.results import TrackResult
+from tagger.engine.results import ModelOutput, TrackResult
 from tagger.store.catalog import Store
 
 CLUSTERS = 50
@@ -45,8 +45,8 @@ def _centres() -> np.ndarray:
 
 def track(i: int, rng: np.random.Generator, centres: np.ndarray = _centres()) -> TrackResult:
     return TrackResult(path_of(i), 5_000_000 + i, 1_700_000_000_000_000_000 + i, f"{i:040x}", "mp3", 240.0, 16,
-                       rng.beta(0.4, 4.0, 50).astype(np.float32),
-                       centres[cluster_of(i)] + 1.5 * rng.standard_normal(256).astype(np.float32))
+                       (ModelOutput(rng.beta(0.4, 4.0, 50).astype(np.float32),
+                       centres[cluster_of(i)] + 1.5 * rng.standard_normal(256).astype(np.float32)),))
 
 
 def main() -> None:

@@ -58,8 +58,9 @@ def _agreement(db: str, reference_db: str) -> None:
     def probabilities(path: str) -> dict[str, np.ndarray]:
         store = Store(path, create=False)
         out = {}
+        model = store.model()
         for row in store.tracks_under(None):
-            scores = store.track_scores(row.id)
+            scores = store.track_scores(row.id, model)
             out[row.path] = np.array([scores[k] for k in sorted(scores)])
         return out
 
@@ -96,7 +97,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"{len(files)} files, {size / 1e6:.0f} MB, in {', '.join(folders)}; {os.cpu_count()} cores, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start")
-    options = ScanOptions(model=args.model, device=args.device, workers=args.workers, threads=args.threads,
+    options = ScanOptions(models=(args.model,), device=args.device, workers=args.workers, threads=args.threads,
                           chunks=n_chunks, compile=args.compile, batch_size=args.batch_size,
                           precision=args.precision, runtime=args.runtime)
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,7 +106,7 @@ def main() -> None:
         main_rss = peak_rss()
         if args.vs_torch:
             torch_db = os.path.join(tmp, "torch.db")
-            ref = scan(folders, torch_db, ScanOptions(model=args.model, device="cpu", workers=args.workers,
+            ref = scan(folders, torch_db, ScanOptions(models=(args.model,), device="cpu", workers=args.workers,
                                                       chunks=n_chunks, compile="no", runtime="torch",
                                                       precision="fp32"))
             print(f"PyTorch fp32 (eager, batch 64): {ref.scanned / ref.elapsed_s:.2f} tracks/s")

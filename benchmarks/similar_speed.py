@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from library100k import add_arguments, build, database, exists, load, timed, where
 
-from tagger.engine.results import TrackResult
+from tagger.engine.results import ModelOutput, TrackResult
 from tagger.library import index_cache
 from tagger.library.similar import Neighbourhood
 from tagger.model.modelcard import DEFAULT_MODEL
@@ -52,7 +52,7 @@ def track(i: int, rng: np.random.Generator) -> TrackResult:
     meta = {"artist": f"Artist {a}", "album": f"Album {b}", "title": f"Track {i}"} if i % 10 else None
     return TrackResult(f"/music/artist{a:04d}/album{b:05d}/track{i:06d}.mp3", 5_000_000 + i,
                        1_700_000_000_000_000_000 + i, f"{i:040x}", "mp3", 240.0, 16,
-                       rng.beta(0.4, 4.0, 50).astype(np.float32), emb, metadata=meta)
+                       (ModelOutput(rng.beta(0.4, 4.0, 50).astype(np.float32), emb),), metadata=meta)
 
 
 def median_ms(fn, rounds: int) -> float:

@@ -97,7 +97,7 @@ def main() -> None:
         choices.append((f"embedding, PCA {dims} whitened", respace(base, Space("pca", full.mean, full.proj[:, top]), x)))
         choices.append((f"embedding, PCA {dims} not whitened",
                         respace(base, Space("pca", full.mean, full.proj[:, top] * sd[top]), x)))
-    probs = np.stack([[library.track_scores(int(t))[raw] for raw in model.vocabulary.tags] for t in base.track_ids])
+    probs = np.stack([[library.track_scores(int(t), model)[raw] for raw in model.vocabulary.tags] for t in base.track_ids])
     for name in ("cosine", "standardised"):
         sp = fit_space(name, probs.astype(np.float32))
         choices.append((f"50 tag probabilities, {name}", respace(base, sp, probs.astype(np.float32))))

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from tagger.engine.results import TrackResult
+from tagger.engine.results import ModelOutput, TrackResult
 from tagger.library.query import parse_terms
 from tagger.model.modelfile import read_card
 from tagger.store.catalog import Store
@@ -42,8 +42,8 @@ def main() -> None:
         for i in range(start, min(start + 256, args.tracks)):
             batch.append(TrackResult(f"/music/artist{i // 200:04d}/album{i // 12:05d}/track{i:06d}.mp3",
                                      5_000_000 + i, 1_700_000_000_000_000_000 + i, f"{i:040x}", "mp3", 240.0,
-                                     16, rng.beta(0.4, 4.0, 50).astype(np.float32),
-                                     rng.standard_normal(256).astype(np.float32)))
+                                     16, (ModelOutput(rng.beta(0.4, 4.0, 50).astype(np.float32),
+                                     rng.standard_normal(256).astype(np.float32)),)))
         lib.save(batch, model)
         if size_at_10k is None and start + 256 >= 10_000:
             with lib.sql_engine.connect() as conn:

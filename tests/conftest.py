@@ -251,9 +251,9 @@ def stored_result(path: str, p: float = 0.3):
     """A TrackResult as a scan stores it (50 scores of ``p``, a zero embedding)."""
     import numpy as np
 
-    from tagger.engine.results import TrackResult
+    from tagger.engine.results import ModelOutput, TrackResult
 
-    return TrackResult(path, 1, 1, "f", "flac", 3.0, 1, np.full(50, p, np.float32), np.zeros(256, np.float32))
+    return TrackResult(path, 1, 1, "f", "flac", 3.0, 1, (ModelOutput(np.full(50, p, np.float32), np.zeros(256, np.float32)),))
 
 
 def file_bytes(paths) -> dict:

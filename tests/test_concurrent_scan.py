@@ -206,7 +206,7 @@ def test_claims_on_a_session_the_server_ended_close_quietly_and_free_nothing_twi
 def test_results_the_cluster_lost_are_reported_not_stored_and_retried_next_scan(tmp_path):
     import numpy as np
 
-    from tagger.engine.results import TrackResult
+    from tagger.engine.results import ModelOutput, TrackResult
     from tagger.model.modelfile import read_card
     from tagger.scan import ScanSummary, _Committer
     from tagger.store.catalog import Store
@@ -214,10 +214,10 @@ def test_results_the_cluster_lost_are_reported_not_stored_and_retried_next_scan(
     library = Store(str(tmp_path / "lib.db"))
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     summary = ScanSummary(plan=None)
-    store = _Committer(library, model, summary, None)
+    store = _Committer(library, [model], summary, None)
     p, e = np.full(50, 0.2, np.float32), np.zeros(256, np.float32)
-    store.add(TrackResult("/m/ok.flac", 1, 1, "f", "flac", 3.0, 1, p, e))
-    store.add(TrackResult("/m/lost.flac", 1, 1, error="its results never came back", retry=True))
+    store.add(TrackResult("/m/ok.flac", 1, 1, "f", "flac", 3.0, 1, (ModelOutput(p, e),)), [model])
+    store.add(TrackResult("/m/lost.flac", 1, 1, error="its results never came back", retry=True), [model])
     store.flush()
     assert summary.scanned == 1 and [path for path, _ in summary.failed] == ["/m/lost.flac"]
     assert library.track("/m/ok.flac").status == "ok"

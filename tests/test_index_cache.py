@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagger.engine.results import TrackResult
+from tagger.engine.results import ModelOutput, TrackResult
 from tagger.library import index_cache
 from tagger.library.similar import load_index
 from tagger.model.modelfile import read_card
@@ -15,7 +15,7 @@ from tagger.store.catalog import Store
 
 def _result(i: int, rng) -> TrackResult:
     return TrackResult(f"/m/{i:03d}.flac", 1000 + i, i, f"{i:040x}", "flac", 3.0, 1,
-                       rng.random(50).astype(np.float32), rng.standard_normal(256).astype(np.float32))
+                       (ModelOutput(rng.random(50).astype(np.float32), rng.standard_normal(256).astype(np.float32)),))
 
 
 def test_the_kept_index_is_used_until_the_store_changes_and_never_after(db, tmp_path, monkeypatch):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import module_db
 
-from tagger.engine.results import TrackResult
+from tagger.engine.results import ModelOutput, TrackResult
 from tagger.library.query import parse_terms
 from tagger.model.modelfile import read_card
 from tagger.store.catalog import Store
@@ -24,8 +24,8 @@ def lib(db):
         p = rng.beta(0.5, 3.0, 50).astype(np.float32)
         path = f"/m/{i:03d}.flac"
         probs[path] = p
-        batch.append(TrackResult(path, 1000 + i, i, f"{i:040x}", "flac", 180.0, 16, p,
-                                 rng.standard_normal(256).astype(np.float32)))
+        batch.append(TrackResult(path, 1000 + i, i, f"{i:040x}", "flac", 180.0, 16, (ModelOutput(p,
+                                 rng.standard_normal(256).astype(np.float32)),)))
     library.save(batch, model)
     top_paths = sorted(probs, key=lambda k: -probs[k][model.vocabulary.tags.index("female")])[:5]
     missing = [library.track(p).id for p in top_paths]  # the best 'female' tracks are gone
@@ -72,8 +72,8 @@ def tagged(request, tmp_path_factory):
                 "title": f"Song {i}", "genre": ["Jazz", "jazz fusion", "Rock", None][i % 4]}
         path = f"/m/{'live' if i % 5 == 0 else 'studio'}/{i:03d}.{'flac' if i % 3 else 'mp3'}"
         rows[path] = (p, meta, "flac" if i % 3 else "mp3")
-        batch.append(TrackResult(path, 1000 + i, i, f"{i:040x}", rows[path][2], 180.0, 16, p,
-                                 rng.standard_normal(256).astype(np.float32), metadata=meta))
+        batch.append(TrackResult(path, 1000 + i, i, f"{i:040x}", rows[path][2], 180.0, 16, (ModelOutput(p,
+                                 rng.standard_normal(256).astype(np.float32)),), metadata=meta))
     library.save(batch, model)
     return library, model, rows
 
@@ -134,20 +134,20 @@ def test_save_replaces_results_and_failure_clears_scores(lib):
     path = next(iter(probs))
     track = library.track(path)
     new = np.full(50, 0.25, dtype=np.float32)
-    library.save([TrackResult(path, 1, 2, "f", "flac", 10.0, 4, new, np.zeros(256, np.float32))], model)
+    library.save([TrackResult(path, 1, 2, "f", "flac", 10.0, 4, (ModelOutput(new, np.zeros(256, np.float32)),))], model)
     assert library.track(path).id == track.id
-    assert set(library.track_scores(track.id).values()) == {0.25}
+    assert set(library.track_scores(track.id, model).values()) == {0.25}
     library.save([TrackResult(path, 1, 3, error="broken")], model)
     row = library.track(path)
-    assert row.status == "failed" and row.error == "broken" and library.track_scores(row.id) == {}
-    assert library.embedding(row.id) is None
+    assert row.status == "failed" and row.error == "broken" and library.track_scores(row.id, model) == {}
+    assert library.embedding(row.id, model) is None
 
 
 def test_embeddings_round_trip_as_float16(lib):
     library, model, probs = lib
     v = np.linspace(-2, 2, 256).astype(np.float32)
-    library.save([TrackResult("/m/new.flac", 5, 6, "x", "flac", 3.0, 1, np.zeros(50, np.float32), v)], model)
-    got = library.embedding(library.track("/m/new.flac").id)
+    library.save([TrackResult("/m/new.flac", 5, 6, "x", "flac", 3.0, 1, (ModelOutput(np.zeros(50, np.float32), v),))], model)
+    got = library.embedding(library.track("/m/new.flac").id, model)
     assert np.allclose(got, v, atol=2e-3)
 
 
@@ -181,6 +181,23 @@ def _downgrade(conn, version: int) -> None:
     reverse of each migration), as the releases that wrote those versions left them."""
     from sqlalchemy import text
 
+    if version < 5:  # 4: a track holds one model's scores (tracks.model_id), embeddings keyed by the track
+        conn.execute(text("ALTER TABLE tracks ADD COLUMN model_id INTEGER REFERENCES models (id)"))
+        conn.execute(text("UPDATE tracks SET model_id = (SELECT min(model_id) FROM embeddings "
+                          "WHERE embeddings.track_id = tracks.id)"))
+        conn.execute(text("DROP INDEX ix_tracks_status"))
+        conn.execute(text("CREATE INDEX ix_tracks_status_model ON tracks (status, model_id)"))
+        conn.execute(text("DROP INDEX ix_embeddings_track"))
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE embeddings DROP CONSTRAINT embeddings_pkey"))
+            conn.execute(text("ALTER TABLE embeddings ADD CONSTRAINT embeddings_pkey PRIMARY KEY (track_id)"))
+        else:
+            conn.execute(text("ALTER TABLE embeddings RENAME TO embeddings_v5"))
+            conn.execute(text("CREATE TABLE embeddings (track_id INTEGER NOT NULL PRIMARY KEY REFERENCES tracks (id) "
+                              "ON DELETE CASCADE, model_id INTEGER NOT NULL REFERENCES models (id) ON DELETE CASCADE, "
+                              "vector BLOB NOT NULL)"))
+            conn.execute(text("INSERT INTO embeddings SELECT track_id, model_id, vector FROM embeddings_v5"))
+            conn.execute(text("DROP TABLE embeddings_v5"))
     if version < 4:  # 3: learned scores in scores, a unique index on the path itself, no folded text
         conn.execute(text("INSERT INTO scores (track_id, tag_id, prob) SELECT track_id, tag_id, prob "
                           "FROM learned_scores"))
@@ -225,10 +242,45 @@ def test_schema_1_database_is_migrated(db):
     library = Store(db)  # and the migrated database works: a scan result is stored and read
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     p = np.full(50, 0.25, dtype=np.float32)
-    library.save([TrackResult("/m/new.flac", 1, 1, "f", "flac", 3.0, 1, p, np.zeros(256, np.float32))], model)
+    library.save([TrackResult("/m/new.flac", 1, 1, "f", "flac", 3.0, 1, (ModelOutput(p, np.zeros(256, np.float32)),))], model)
     assert library.track("/m/new.flac").status == "ok"
-    library.save([TrackResult("/m/old.mp3", 1, 3, "f", "mp3", 3.0, 1, p, np.zeros(256, np.float32))], model)
+    library.save([TrackResult("/m/old.mp3", 1, 3, "f", "mp3", 3.0, 1, (ModelOutput(p, np.zeros(256, np.float32)),))], model)
     assert library.track("/m/old.mp3").status == "ok"  # found by the key the migration gave it
+
+
+def test_schema_4_database_is_migrated_and_its_tracks_then_take_a_second_model(db):
+    """Schema 5: a track's scores and embedding stay those of its one model, which the track's
+    model set now says; a second model's scores are then stored beside them, not over them."""
+    from sqlalchemy import create_engine, inspect
+
+    from tagger.store.db import db_url
+
+    library = Store(db)
+    mtt = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    rng = np.random.default_rng(4)
+    batch = [TrackResult(f"/m/{i}.flac", 1, i, f"{i:040x}", "flac", 3.0, 1,
+                         (ModelOutput(rng.random(50).astype(np.float32), rng.standard_normal(256).astype(np.float32)),))
+             for i in range(3)]
+    library.save(batch, mtt)
+    before = {r.path: library.track_scores(library.track(r.path).id, mtt) for r in batch}
+    library.sql_engine.dispose()
+    with create_engine(db_url(db)).begin() as conn:
+        _downgrade(conn, 4)
+    library = Store(db)
+    columns = {c["name"] for c in inspect(library.sql_engine).get_columns("tracks")}
+    assert ("model_id" in columns) == (library.sql_engine.dialect.name == "sqlite")  # SQLite keeps it, unread
+    assert {s.model_ids for s in library.track_states().values()} == {frozenset({mtt.id})}
+    assert {r.path: library.track_scores(library.track(r.path).id, mtt) for r in batch} == before
+    ids = [library.track(r.path).id for r in batch]
+    assert library.embeddings_of(mtt).track_ids.tolist() == sorted(ids)
+    msd = library.ensure_model(read_card("musicnn-vgg-msd"), 256)
+    p = rng.random(50).astype(np.float32)
+    library.save([TrackResult("/m/0.flac", 1, 0, f"{0:040x}", "flac", 3.0, 1,
+                              (ModelOutput(p, np.ones(256, np.float32)),))], msd)
+    assert library.track_states()["/m/0.flac"].model_ids == {mtt.id, msd.id}
+    assert library.track_scores(ids[0], mtt) == before["/m/0.flac"]  # the first model's scores stay
+    assert list(library.track_scores(ids[0], msd).values()) == pytest.approx(p.tolist())
+    assert library.embedding(ids[0], msd).tolist() == [1.0] * 256
 
 
 def test_schema_3_database_is_migrated_with_its_learned_tags_and_metadata(db):
@@ -242,8 +294,8 @@ def test_schema_3_database_is_migrated_with_its_learned_tags_and_metadata(db):
     library = Store(db)
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     rng = np.random.default_rng(3)
-    batch = [TrackResult(f"/m/{name}.flac", 1, i, "f", "flac", 3.0, 1, rng.random(50).astype(np.float32),
-                         rng.standard_normal(256).astype(np.float32), metadata={"artist": artist})
+    batch = [TrackResult(f"/m/{name}.flac", 1, i, "f", "flac", 3.0, 1, (ModelOutput(rng.random(50).astype(np.float32),
+                         rng.standard_normal(256).astype(np.float32)),), metadata={"artist": artist})
              for i, (name, artist) in enumerate([("a", "STRASSE"), ("b", "Straße"), ("c", "Nina")])]
     library.save(batch, model)
     ids = [library.track(r.path).id for r in batch]
@@ -256,13 +308,13 @@ def test_schema_3_database_is_migrated_with_its_learned_tags_and_metadata(db):
     library = Store(db)
     assert "learned_scores" in inspect(library.sql_engine).get_table_names()
     model = library.model()
-    assert library.track_scores(ids[0])["mine"] == pytest.approx(0.9)
+    assert library.track_scores(ids[0], model)["mine"] == pytest.approx(0.9)
     terms = parse_terms(model.vocabulary, ["mine"], learned=model.learned)
     rows = run_query(library, TrackQuery(terms, None, 10, parse_where(["artist=strasse"])), model)
     assert [r.path for r in rows] == ["/m/a.flac", "/m/b.flac"]  # ß folds to ss, on both stores
     long = "/m/" + "".join(chr(0x4E00 + (i * 7919) % 20000) for i in range(1500)) + ".flac"
-    library.save([TrackResult(long, 1, 1, "f", "flac", 3.0, 1, np.full(50, 0.5, np.float32),
-                              np.zeros(256, np.float32))], model)
+    library.save([TrackResult(long, 1, 1, "f", "flac", 3.0, 1, (ModelOutput(np.full(50, 0.5, np.float32),
+                              np.zeros(256, np.float32)),))], model)
     assert library.track(long).status == "ok"
     library.sql_engine.dispose()
 
@@ -274,16 +326,16 @@ def test_a_track_that_cannot_be_stored_costs_only_itself(db):
     nan = p.copy()
     nan[7] = np.nan
     e = np.zeros(256, np.float32)
-    batch = [TrackResult("/m/a.flac", 1, 1, "f", "flac", 3.0, 1, p, e),
-             TrackResult("/m/nan.flac", 1, 1, "f", "flac", 3.0, 1, nan, e),
-             TrackResult("/m/\udce9.flac", 1, 1, "f", "flac", 3.0, 1, p, e),  # the database refuses it
-             TrackResult("/m/b.flac", 1, 1, "f", "flac", 3.0, 1, p, e)]
+    batch = [TrackResult("/m/a.flac", 1, 1, "f", "flac", 3.0, 1, (ModelOutput(p, e),)),
+             TrackResult("/m/nan.flac", 1, 1, "f", "flac", 3.0, 1, (ModelOutput(nan, e),)),
+             TrackResult("/m/\udce9.flac", 1, 1, "f", "flac", 3.0, 1, (ModelOutput(p, e),)),  # the database refuses it
+             TrackResult("/m/b.flac", 1, 1, "f", "flac", 3.0, 1, (ModelOutput(p, e),))]
     unsaved = dict(library.save(batch, model))
     assert list(unsaved) == ["/m/\udce9.flac"] and "could not be stored" in unsaved["/m/\udce9.flac"]
     assert batch[1].error and "not finite" in batch[1].error  # turned into a failure, not stored
     assert library.track("/m/a.flac").status == "ok" and library.track("/m/b.flac").status == "ok"
     assert library.track("/m/nan.flac").status == "failed"
-    assert all(np.isfinite(list(library.track_scores(library.track("/m/a.flac").id).values())))
+    assert all(np.isfinite(list(library.track_scores(library.track("/m/a.flac").id, model).values())))
 
 
 def test_a_full_database_stops_with_one_clear_error(tmp_path):
@@ -297,7 +349,7 @@ def test_a_full_database_stops_with_one_clear_error(tmp_path):
     pages = tmp_path.joinpath("lib.db").stat().st_size // 4096 + 2
     event.listen(library.sql_engine, "connect", lambda conn, _: conn.execute(f"PRAGMA max_page_count = {pages}"))
     p, e = np.full(50, 0.3, dtype=np.float32), np.zeros(256, np.float32)
-    batch = [TrackResult(f"/m/{i}.flac", 1, 1, "f", "flac", 3.0, 1, p, e) for i in range(300)]
+    batch = [TrackResult(f"/m/{i}.flac", 1, 1, "f", "flac", 3.0, 1, (ModelOutput(p, e),)) for i in range(300)]
     with pytest.raises(StoreError, match=r"the disk is full \(database or disk is full\)"):
         library.save(batch, model)
 

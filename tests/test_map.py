@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from tagger.engine.results import TrackResult
+from tagger.engine.results import ModelOutput, TrackResult
 from tagger.library.neighbours import nearest_all
 from tagger.model.modelcard import DEFAULT_MODEL
 from tagger.model.modelfile import read_card
@@ -56,12 +56,12 @@ def synthetic_library(db: str, folder: Path) -> dict[str, np.ndarray]:
             emb = (centres[a] + rng.standard_normal(256)).astype(np.float16)
             probs = rng.beta(0.5, 3, 50).astype(np.float32)
             title = f"Song {t}" if (a, t) != (0, 4) else "Song </script><!-- 4"  # must not end the page's data
-            results.append(TrackResult(str(path), 1000 + t, 1, f"{a:02d}{t:038d}", "flac", 61.0, 16, probs,
-                                       emb.astype(np.float32), metadata={"artist": f"Artist {a}", "title": title}))
+            results.append(TrackResult(str(path), 1000 + t, 1, f"{a:02d}{t:038d}", "flac", 61.0, 16, (ModelOutput(probs,
+                                       emb.astype(np.float32)),), metadata={"artist": f"Artist {a}", "title": title}))
             stored[str(path)] = emb.astype(np.float32)
     copy = folder / "copies" / "t0 again.flac"
     results.append(TrackResult(str(copy), 1000, 1, results[PER_ARTIST].fingerprint, "flac", 61.0, 16,
-                               results[PER_ARTIST].probabilities, results[PER_ARTIST].embedding, metadata={}))
+                               results[PER_ARTIST].outputs, metadata={}))
     stored[str(copy)] = stored[results[PER_ARTIST].path]
     results.append(TrackResult(str(folder / "broken.mp3"), 10, 1, error="cannot decode: not audio"))
     store.save(results, model)

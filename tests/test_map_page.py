@@ -65,7 +65,8 @@ def library(tmp_path_factory):
     result = run_cli("map", "--db", db, "--out", root / "map.html")
     assert result.returncode == 0, result.stderr
     store = Store(str(db), create=False)
-    tracks = {r.path: store.track_scores(r.id) for r in store.tracks_under()}
+    model = store.model()
+    tracks = {r.path: store.track_scores(r.id, model) for r in store.tracks_under()}
     return root, db, tracks
 
 

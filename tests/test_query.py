@@ -168,21 +168,34 @@ def test_stats_says_which_database(scanned):
     assert json.loads(run_cli("stats", "--db", db, "--json").stdout)["database"] == str(db)
 
 
-def test_query_says_when_tracks_of_other_models_are_left_out(scanned, tmp_path):
+def test_a_second_model_scores_only_what_it_is_given_and_query_says_what_it_leaves_out(scanned, tmp_path):
+    """Two tracks scanned again with another model keep the first model's scores and gain the
+    second's; a tag both models have is read from --model, and the tracks that model has not
+    scored are named as left out."""
     root, db = scanned
     copy = tmp_path / "two-models.db"
     shutil.copy(db, copy)
     result = run_cli("scan", root / "sub" / "c.ogg", root / "sub" / "d.opus", "--db", copy,
                      "--model", "musicnn-mtt", "--workers", "0", "--runtime", "torch")  # no graph export
     assert result.returncode == 0, result.stderr
+    assert "2 unchanged tracks lacked a model of this scan" in result.stdout
+    with sqlite3.connect(copy) as conn:
+        (vgg,), (mtt,) = conn.execute("SELECT id FROM models ORDER BY id").fetchall()
+        kept = conn.execute("SELECT t.path, s.tag_id, s.prob FROM scores s JOIN tracks t ON t.id = s.track_id "
+                            "JOIN tags g ON g.id = s.tag_id WHERE g.model_id = ? ORDER BY 1, 2", (vgg,)).fetchall()
+        added = conn.execute("SELECT DISTINCT t.path FROM embeddings e JOIN tracks t ON t.id = e.track_id "
+                             "WHERE e.model_id = ?", (mtt,)).fetchall()
+    with sqlite3.connect(db) as conn:
+        assert kept == conn.execute("SELECT t.path, s.tag_id, s.prob FROM scores s JOIN tracks t ON "
+                                    "t.id = s.track_id ORDER BY 1, 2").fetchall()
+    assert sorted(p for (p,) in added) == [str(root / "sub" / "c.ogg"), str(root / "sub" / "d.opus")]
     n = len(probs_by_track(db))
     result = run_cli("query", "--db", copy, "-t", "piano", "--top", "0", "-f", "json")
-    assert result.returncode == 0 and len(json.loads(result.stdout)) == n - 2
-    assert "2 tracks scored by other models are not ranked" in result.stderr
-    assert "musicnn-mtt" in result.stderr and "--model" in result.stderr
+    assert result.returncode == 0 and len(json.loads(result.stdout)) == n and "not ranked" not in result.stderr
     result = run_cli("query", "--db", copy, "-t", "piano", "-m", "musicnn-mtt", "-f", "json")
-    assert len(json.loads(result.stdout)) == 2 and f"{n - 2} tracks scored by other models" in result.stderr
-    assert "other models" not in run_cli("query", "--db", db, "-t", "piano").stderr
+    assert len(json.loads(result.stdout)) == 2
+    assert f"{n - 2} tracks not scored by musicnn-mtt (where piano comes from) are not ranked" in result.stderr
+    assert "'tagger scan FOLDER --model musicnn-mtt' scores them" in result.stderr
 
 
 def test_query_hints_when_no_track_matches_well(scanned):

@@ -63,13 +63,14 @@ def test_ray_scores_equal_the_local_engine(music, local_ray, vgg, chunks):
     for path, want in local.items():
         got = remote[path]
         if want.error:
-            assert got.error == want.error and got.probabilities is None
+            assert got.error == want.error and got.outputs == ()
             continue
         assert got.error is None, got.error
         assert got.chunks == want.chunks and got.format == want.format
         assert got.fingerprint == want.fingerprint and got.duration_s == pytest.approx(want.duration_s)
-        np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-5, rtol=0)
-        np.testing.assert_allclose(got.embedding, want.embedding, atol=1e-5, rtol=0)
+        (g,), (w,) = got.outputs, want.outputs
+        np.testing.assert_allclose(g.probabilities, w.probabilities, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(g.embedding, w.embedding, atol=1e-5, rtol=0)
     assert stats.chunks == sum(r.chunks for r in local.values())
     assert stats.device.startswith("ray")
 
@@ -82,7 +83,7 @@ def test_a_workers_tagger_error_is_the_one_line_it_is(music, local_ray, vgg, tmp
     from tagger.errors import ModelFileError
 
     missing = tmp_path / "only-on-the-driver.safetensors"
-    options = ScanOptions(model=str(missing), scan_engine="ray")
+    options = ScanOptions(models=(str(missing),), scan_engine="ray")
     with pytest.raises(ModelFileError) as caught:
         list(score_files_ray(_files(music), vgg, options))
     message = str(caught.value)
@@ -97,17 +98,20 @@ def _free_port() -> int:
 
 
 def test_cli_scan_with_the_ray_engine_stores_every_track(music, tmp_path):
+    """Two models: Ray runs a pass of each over the files; each track gets both, counted once."""
     db = tmp_path / "ray.db"
-    result = run_cli("scan", music, "--db", db, "--engine", "ray")
+    result = run_cli("scan", music, "--db", db, "--engine", "ray", "-m", "musicnn-vgg-mtt", "-m", "musicnn-vgg-msd")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # none of Ray's own log lines (an ERROR about max_restarts on every scan)
     assert "3 scanned" in result.stdout and "failed 1" in result.stdout
     assert "on ray: 1 × cpu" in result.stdout
     with sqlite3.connect(db) as conn:
         status = dict(conn.execute("SELECT path, status FROM tracks"))
-        n_scores = conn.execute("SELECT count(*) FROM scores").fetchone()[0]
+        n_scores = dict(conn.execute("SELECT g.model_id, count(*) FROM scores s JOIN tags g ON g.id = s.tag_id "
+                                     "GROUP BY g.model_id"))
+        n_embeddings = conn.execute("SELECT count(*) FROM embeddings").fetchone()[0]
     assert status == {**{str(music / n): "ok" for n in LENGTHS_S}, str(music / "broken.mp3"): "failed"}
-    assert n_scores == 3 * 50
+    assert list(n_scores.values()) == [3 * 50, 3 * 50] and n_embeddings == 6
 
 
 def test_an_address_that_does_not_answer_is_one_line_and_writes_nothing(music, tmp_path):

@@ -126,7 +126,7 @@ def test_int8_keeps_the_tags_of_real_looking_audio(cache, model_copy, chunks, vg
     card = read_card(path)
     assert spec.passes and spec.default
     stats = EngineStats()
-    runner = open_runner(card, ScanOptions(model=str(path), device="cpu"), 1, stats)
+    runner = open_runner(card, ScanOptions(models=(str(path),), device="cpu"), 1, stats)
     assert (stats.runtime, stats.precision, stats.notes[1:]) == ("openvino", "int8", [])
     for x in (chunks[:8], chunks[8:16], probe_signal(16000, 48000)):  # three "tracks"
         want = torch_scores(vgg, x)[0].mean(axis=0)
@@ -143,7 +143,7 @@ def test_int8_that_disagrees_on_this_machine_falls_back_to_fp32(cache, model_cop
                    top5=spec.top5, median_dp=spec.median_dp, speedup=spec.speedup)
     bad.save(spec_path(card))
     stats = EngineStats()
-    runner = open_runner(card, ScanOptions(model=str(path), device="cpu"), 1, stats)
+    runner = open_runner(card, ScanOptions(models=(str(path),), device="cpu"), 1, stats)
     assert stats.precision == runner.precision == "fp32"
     assert any(n.startswith("int8 disagreed with fp32 on this processor") for n in stats.notes), stats.notes
     verdicts = list(cache.glob("graphs/*.probe-*.json"))

@@ -139,8 +139,9 @@ def test_a_damaged_database_is_one_line_saying_so_in_every_command(scanned_copy,
 
 
 def test_damage_the_command_never_reads_is_found_by_the_ones_that_check(scanned_copy, tmp_path):
-    """A damaged page of embeddings: query and show read none of it (their answers are whole);
-    stats and the commands that write check the file first (PRAGMA quick_check) and say so."""
+    """A damaged page of embeddings' vectors: query reads none of it (which models scored a track
+    it reads from the key's index; its answers are whole); stats and the commands that write
+    check the file first (PRAGMA quick_check) and say so."""
     from conftest import run_cli
 
     files, db = _copy(scanned_copy, tmp_path)

@@ -82,7 +82,7 @@ def probed(request, tmp_path_factory):
     """A library whose artists are the probe values, on each store."""
     import numpy as np
 
-    from tagger.engine.results import TrackResult
+    from tagger.engine.results import ModelOutput, TrackResult
     from tagger.model.modelfile import read_card
     from tagger.store.catalog import Store
 
@@ -90,7 +90,7 @@ def probed(request, tmp_path_factory):
     model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
     rng = np.random.default_rng(5)
     batch = [TrackResult(f"/m/{i:02d}-{(v or 'none').replace('/', '')}.flac", 1, i, f"{i:040x}", "flac", 3.0, 1,
-                         rng.random(50).astype(np.float32), rng.standard_normal(256).astype(np.float32),
+                         (ModelOutput(rng.random(50).astype(np.float32), rng.standard_normal(256).astype(np.float32)),),
                          metadata={"artist": v} if v else {})
              for i, v in enumerate(PROBE_VALUES)]
     library.save(batch, model)

@@ -78,7 +78,9 @@ def _learn(library, name: str, like: list[str], unlike: list[str], model_name: s
     from tagger.library import examples
     from tagger.library.learned import check_name, learn
 
-    model = library.model(name=model_name)
+    from tagger.library.embedding import embedding_model
+
+    model = embedding_model(library, model_name)
     name = check_name(name, model)
     liked = examples.resolve(library, model, like, "--like")
     unliked = examples.resolve(library, model, unlike, "--unlike") if unlike else None
@@ -124,14 +126,15 @@ def _list(library, as_json: bool) -> None:
     from tagger.library.learned import age, relearn_hint
 
     rows = library.learned_tag_rows()
+    scoring = {mid for mid, *_ in library.model_counts()}
     main = _main_model(library)
     items = []
     for r in rows:
         ex = r.examples
         stale = None
-        if main is not None and r.model_id != main.id:
-            stale = (f"learned on {r.model_name}, the library is scored by {main.name}: "
-                     f"{relearn_hint(r.name, ex)}")
+        if main is not None and r.model_id not in scoring:
+            stale = (f"learned on {r.model_name}, which scores no track here now (the library is scored by "
+                     f"{main.name}): {relearn_hint(r.name, ex)}")
         items.append({"name": r.name, "model": r.model_name, "tracks": r.tracks, "like": ex.get("like"),
                       "unlike": ex.get("unlike"), "sampled_negatives": ex.get("sampled_negatives"),
                       "roc_auc": ex.get("roc_auc"), "learned_at": age(r.created_at),

@@ -15,7 +15,7 @@ from rich.table import Table
 from tagger.cli.common import DB_OPTION, TAG_APPLIES, bar, db_line, db_path, plural, printable, stdout_console
 from tagger.errors import TaggerError, UsageError
 from tagger.files.fields import TRACK_METADATA
-from tagger.model.vocab import Vocabulary, tag_name
+from tagger.model.vocab import Vocabulary, kind_of, tag_name
 
 if TYPE_CHECKING:
     from tagger.store.catalog import Store
@@ -43,37 +43,61 @@ def show_command(file: Path = typer.Argument(..., help="A scanned audio file (an
     if row.status != "ok":
         reason = row.error if row.status == "failed" else "the file is gone (run 'tagger prune')"
         raise TaggerError(row.path, f"has no scores: {row.status}: {reason}")
-    scores = library.track_scores(row.id)
-    stored = library.model(model_id=row.model_id)
-    learned = {k: scores.pop(k) for k in list(scores) if k in stored.learned}  # tagger learn's
-    groups = {g: max(scores[m] for m in members) for g, members in stored.vocabulary.groups.items()}
+    scored_by = library.model_sets([row.id]).get(row.id, frozenset())
+    models = [m for m in library.scored_models() if m.id in scored_by]
+    views = [_ModelView(m, library.track_scores(row.id, m), top) for m in models]
     own = {k: getattr(row, k) for k in TRACK_METADATA if getattr(row, k, None) is not None}
-    if top:
-        kept = sorted({**scores, **learned}.items(), key=lambda kv: -kv[1])[:top]
-        scores = {k: p for k, p in kept if k in scores}
-        learned = {k: p for k, p in kept if k in learned}
     if as_json:
-        print(json.dumps({"path": row.path, "model": stored.name, "duration_s": row.duration_s, **own,
-                          "tags": dict(sorted(scores.items(), key=lambda kv: -kv[1])),
-                          "groups": dict(sorted(groups.items(), key=lambda kv: -kv[1])),
-                          "learned": dict(sorted(learned.items(), key=lambda kv: -kv[1]))}, indent=1))
+        main = views[0] if views else _ModelView(None, {}, top)
+        print(json.dumps({"path": row.path, "model": main.name, "duration_s": row.duration_s, **own,
+                          **main.as_json(), "models": {v.name: v.as_json() for v in views}}, indent=1))
         return
     console = stdout_console()
     console.print(f"[bold]{escape(printable(row.path))}[/bold]  [dim]{row.duration_s or 0:.1f} s, "
-                  f"{row.chunks} chunks, {row.format}, {stored.name}[/dim]")
+                  f"{row.chunks} chunks, {row.format}, {', '.join(v.name for v in views)}[/dim]")
     if own:
         console.print(escape(printable("  ".join(f"{k.replace('_', ' ')}: {v}" for k, v in own.items()))))
+    several = len(views) > 1
     table = Table(show_edge=False)
-    for col, just in (("tag", "left"), ("name", "left"), ("probability", "right"), ("", "left")):
+    columns = (("tag", "left"), ("name", "left"), ("probability", "right"), ("", "left"))
+    for col, just in ((("model", "left"),) if several else ()) + columns:
         table.add_column(col, justify=just)
-    for raw, p in sorted({**scores, **learned}.items(), key=lambda kv: -kv[1]):
-        if raw in learned:
-            table.add_row("[dim](learned)[/dim]", escape(raw), f"{p:.3f}", bar(p))
-        else:
-            table.add_row(raw, query_name(stored.vocabulary, raw), f"{p:.3f}", bar(p))
+    for v in views:
+        for raw, p in sorted({**v.scores, **v.learned}.items(), key=lambda kv: -kv[1]):
+            first = [escape(v.name)] if several else []
+            if raw in v.learned:
+                table.add_row(*first, "[dim](learned)[/dim]", escape(raw), f"{p:.3f}", bar(p))
+            else:
+                table.add_row(*first, raw, query_name(v.model.vocabulary, raw), f"{p:.3f}", bar(p))
+        if several and v is not views[-1]:
+            table.add_section()
     console.print(table)
-    if groups:
-        console.print("groups: " + ", ".join(f"{g} {p:.3f}" for g, p in sorted(groups.items(), key=lambda kv: -kv[1])))
+    for v in views:
+        if v.groups:
+            console.print(("groups" + (f" ({escape(v.name)})" if several else "") + ": ")
+                          + ", ".join(f"{g} {p:.3f}" for g, p in sorted(v.groups.items(), key=lambda kv: -kv[1])))
+
+
+class _ModelView:
+    """One model's scores of a track as show prints them: its tags, groups and learned tags
+    (``top``: only the N most probable of its tags and learned tags)."""
+
+    def __init__(self, model, scores: dict[str, float], top: int) -> None:
+        self.model, self.name = model, model.name if model else None
+        learned_names = model.learned if model else {}
+        self.learned = {k: scores.pop(k) for k in list(scores) if k in learned_names}  # tagger learn's
+        self.groups = {g: max(scores[m] for m in members) for g, members in model.vocabulary.groups.items()} \
+            if model and scores else {}
+        self.scores = scores
+        if top:
+            kept = sorted({**scores, **self.learned}.items(), key=lambda kv: -kv[1])[:top]
+            self.scores = {k: p for k, p in kept if k in scores}
+            self.learned = {k: p for k, p in kept if k in self.learned}
+
+    def as_json(self) -> dict:
+        return {"tags": dict(sorted(self.scores.items(), key=lambda kv: -kv[1])),
+                "groups": dict(sorted(self.groups.items(), key=lambda kv: -kv[1])),
+                "learned": dict(sorted(self.learned.items(), key=lambda kv: -kv[1]))}
 
 
 def query_name(vocab: Vocabulary, raw: str) -> str:
@@ -88,45 +112,69 @@ def tags_command(min_score: float = typer.Option(TAG_APPLIES, "--min", min=0.0, 
                                                       "and write take a tag to apply; learned tags from "
                                                       "their own 0.5, or P if higher)."),
                  model: str = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
-                                           help="Model (default: the one that scored most tracks)."),
+                                           help="Only this model's vocabulary (default: every model that "
+                                                "scored tracks, the one that scored most first)."),
                  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
                  db: str = DB_OPTION) -> None:
-    """The vocabulary: groups and raw tags, with how many tracks reach --min."""
+    """The vocabularies: groups and raw tags, with how many tracks reach --min.
+
+    A library scanned with several models (scan -m A -m B) lists each model's; a name two of
+    them have is read by query from the first listed, unless --model says otherwise."""
     library = _library(db)
-    stored = library.model(name=model)
-    vocab = stored.vocabulary
-    counts = library.tag_counts(stored, min_score)
-    groups = library.group_counts(stored, min_score)
+    models = [library.model(name=model)] if model else library.scored_models()
+    if not models:
+        models = [library.model()]  # raises: no tagged tracks yet
     from tagger.library.learned import LEARNED_MIN  # numpy: loaded when the command runs, not for --help
 
-    learned = library.learned_counts(stored, max(min_score, LEARNED_MIN))  # tagger learn's, on this model
-    liked = {r.name: r.examples.get("like") for r in library.learned_tag_rows() if r.model_id == stored.id} \
-        if learned else {}
+    liked_all = {(r.model_id, r.name): r.examples.get("like") for r in library.learned_tag_rows()}
+    listings = []
+    for stored in models:
+        learned = library.learned_counts(stored, max(min_score, LEARNED_MIN))  # tagger learn's, on this model
+        listings.append((stored, library.tag_counts(stored, min_score), library.group_counts(stored, min_score),
+                         learned, {t: liked_all.get((stored.id, t)) for t in learned}))
     if as_json:
-        print(json.dumps({"model": stored.name, "min": min_score,
-                          "tags": {tag_name(t): {"raw": t, "query": query_name(vocab, t), "tracks": n}
-                                   for t, n in counts.items()},
-                          "groups": {g: {"members": vocab.groups[g], "tracks": n} for g, n in groups.items()},
-                          "learned": {t: {"liked": liked.get(t), "tracks": n} for t, n in learned.items()}},
-                         indent=1))
+        views = {stored.name: _tags_json(stored, *rest) for stored, *rest in listings}
+        main = next(iter(views.values()))
+        print(json.dumps({"model": models[0].name, "min": min_score, **main, "models": views}, indent=1))
         return
     console = stdout_console()
-    table = Table(show_edge=False, title=f"tags of {stored.name}: tracks with p ≥ {min_score}", title_justify="left")
-    table.add_column("name (for --tag)")
-    table.add_column("kind")
-    table.add_column("raw tag / members")
-    table.add_column("tracks", justify="right")
-    for g, n in sorted(groups.items()):
-        table.add_row(f"[bold]{g}[/bold]", "group", ", ".join(vocab.groups[g]), str(n))
-    for t, n in learned.items():
-        table.add_row(f"[bold]{escape(t)}[/bold]", "learned", f"from {liked.get(t)} liked tracks (tagger learn)",
-                      str(n))
-    for t, n in sorted(counts.items(), key=lambda kv: -kv[1]):
-        table.add_row(query_name(vocab, t), "tag", t, str(n))
-    console.print(table)
-    if any(query_name(vocab, t).startswith("raw:") for t in counts):
-        console.print("A group scores a track by its best member; raw:NAME is the raw tag of the "
-                      "group's name.", style="dim")
+    seen: dict[str, str] = {}  # name → the model a query reads it from (the first listed that has it)
+    for stored, counts, groups, learned, liked in listings:
+        vocab = stored.vocabulary
+        table = Table(show_edge=False, title=f"tags of {stored.name}: tracks with p ≥ {min_score}",
+                      title_justify="left")
+        table.add_column("name (for --tag)")
+        table.add_column("kind")
+        table.add_column("raw tag / members")
+        table.add_column("tracks", justify="right")
+        shadowed = []
+        for g, n in sorted(groups.items()):
+            table.add_row(f"[bold]{g}[/bold]", "group" if kind_of(g) == "tag" else f"group, {kind_of(g)}",
+                          ", ".join(vocab.groups[g]), str(n))
+        for t, n in learned.items():
+            table.add_row(f"[bold]{escape(t)}[/bold]", "learned", f"from {liked.get(t)} liked tracks (tagger learn)",
+                          str(n))
+        for t, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            table.add_row(query_name(vocab, t), kind_of(tag_name(t)), t, str(n))
+        for name in [*groups, *learned, *(tag_name(t) for t in counts)]:
+            if name in seen and seen[name] != stored.name:
+                shadowed.append(name)
+            seen.setdefault(name, stored.name)
+        console.print(table)
+        if shadowed:
+            console.print(f"{', '.join(sorted(set(shadowed)))}: also a name of {seen[shadowed[0]]}, which "
+                          f"query reads it from; --model {stored.name} reads it from this one.", style="dim")
+        if any(query_name(vocab, t).startswith("raw:") for t in counts):
+            console.print("A group scores a track by its best member; raw:NAME is the raw tag of the "
+                          "group's name.", style="dim")
+
+
+def _tags_json(stored, counts: dict, groups: dict, learned: dict, liked: dict) -> dict:
+    vocab = stored.vocabulary
+    return {"tags": {tag_name(t): {"raw": t, "query": query_name(vocab, t), "kind": kind_of(tag_name(t)), "tracks": n}
+                     for t, n in counts.items()},
+            "groups": {g: {"members": vocab.groups[g], "tracks": n} for g, n in groups.items()},
+            "learned": {t: {"liked": liked.get(t), "tracks": n} for t, n in learned.items()}}
 
 
 def stats_command(as_json: bool = typer.Option(False, "--json", help="Print JSON."),

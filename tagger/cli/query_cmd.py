@@ -33,7 +33,9 @@ def query_command(
                                     help="Only tracks whose score is at least this."),
     top: int = typer.Option(50, "--top", "-n", min=0, max=COUNT_MAX, metavar="N", help="How many tracks; 0 for all."),
     model: str = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
-                              help="Whose scores to rank by (default: the model that scored most tracks)."),
+                              help="Where several models scored the library: the model to read a tag name "
+                                   "from when more than one has it (rock, guitar, …). Default: the model "
+                                   "that scored the most tracks. A name only one model has is read from it."),
     where: list[str] = typer.Option([], "--where", "-w", metavar="FIELD=VALUE", show_default=False,
                                     help="Only tracks whose own metadata matches: artist=NAME (equal, any case), "
                                          "genre~jazz (contains), year>=1990, year<=1999. Fields: title, artist, "
@@ -44,31 +46,36 @@ def query_command(
     """Tracks ranked by tag probability.
 
     Several --tag: a track's score is the minimum of its tags' scores; a group (female_vocals,
-    …) scores the maximum of its members. Notes (tracks of other models left out, no good
-    match) go to stderr: stdout holds only the results."""
-    from tagger.library.query import model_terms, parse_where
+    …) scores the maximum of its members. Where the library holds several models' scores
+    (scan -m A -m B), each tag is read from the model that has it: jazz from the Million Song
+    Dataset model, piano from the MagnaTagATune one; a name both have (rock) from --model, or
+    else from the model that scored the most tracks. Notes (tracks left out, no good match) go
+    to stderr: stdout holds only the results."""
+    from tagger.library.query import library_terms, parse_where
     from tagger.store.catalog import Store  # SQLAlchemy and numpy: not needed for --help
     from tagger.store.query import TrackQuery, run_query
 
     library = Store(db_path(db), create=False)
-    stored = library.model(name=model)
-    terms = model_terms(library, stored, tag, not_tag)
-    rows = run_query(library, TrackQuery(terms, min_score, top or None, parse_where(where)), stored)
+    prefer = library.model(name=model) if model else None
+    terms = library_terms(library, tag, not_tag, prefer)
+    rows = run_query(library, TrackQuery(terms, min_score, top or None, parse_where(where)))
     WRITERS[fmt](rows, terms)
-    _note_other_models(library.model_counts(), stored.id)
+    _note_unscored(library.model_counts(), library.stats(failures=0).ok, terms)
     _note_weak_match(rows, terms, min_score, where)
 
 
-def _note_other_models(counts: list[tuple[int, str, str, int]], model_id: int) -> None:
-    """Tracks scored by another model are not in the ranking: say so, and how to rank them."""
+def _note_unscored(counts: list[tuple[int, str, str, int]], ok: int, terms: tuple[Term, ...]) -> None:
+    """Tracks that a term's model has not scored are not in the ranking: say so, and how to
+    have them ranked."""
+    scored = {mid: n for mid, _, _, n in counts}
     names = [name for _, name, _, _ in counts]
-    others = [(name if names.count(name) == 1 else f"{name} {sha[:12]}", n)
-              for mid, name, sha, n in counts if mid != model_id]
-    if others:
-        n = sum(n for _, n in others)
-        which = ", ".join(f"{name}: {k}" for name, k in others)
-        warn(f"{plural(n, 'track')} scored by other models are not ranked ({which}); "
-             "--model NAME chooses the model")
+    for m in {t.model.id: t.model for t in terms}.values():
+        left = ok - scored.get(m.id, 0)
+        if left > 0:
+            label = m.name if names.count(m.name) == 1 else f"{m.name} {m.sha256[:12]}"
+            which = " and ".join(t.label for t in terms if t.model.id == m.id)
+            warn(f"{plural(left, 'track')} not scored by {label} (where {which} comes from) are not ranked; "
+                 f"'tagger scan FOLDER --model {m.name}' scores them")
 
 
 def _note_weak_match(rows: list[QueryRow], terms: tuple[Term, ...], min_score: float | None,

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from tagger.cli.common import DB_OPTION, db_path, parse_chunks, plural, stderr_console, stdout_console
 from tagger.cli.write_cmd import FIELDS_OPTION, MIN_OPTION, TOP_OPTION
-from tagger.engine.options import (DEFAULT_CHUNKS, DEFAULT_MODEL, PRECISIONS, RUNTIMES, SCAN_ENGINES,
+from tagger.engine.options import (DEFAULT_CHUNKS, DEFAULT_MODELS, PRECISIONS, RUNTIMES, SCAN_ENGINES,
                                    ScanOptions)
 from tagger.errors import CommandLineError, UsageError
 
@@ -67,7 +67,11 @@ def scan_command(
     ctx: typer.Context,
     paths: list[Path] = typer.Argument(..., help="Folders (or files) to scan.", show_default=False),
     db: str = DB_OPTION,
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Built-in model name or model file."),
+    model: list[str] = typer.Option(list(DEFAULT_MODELS), "--model", "-m",
+                                    help="Built-in model name or model file; repeat it to run several models "
+                                         "on each file, decoded once (e.g. -m musicnn-vgg-mtt -m musicnn-vgg-msd: "
+                                         "instruments and moods, and genres and decades). A model added later "
+                                         "scores only the tracks it lacks."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     batch_size: int = typer.Option(None, "--batch-size", min=1, show_default=False,
                                    help="Chunks per model batch (default: 16 on OpenVINO, 64 on torch)."),
@@ -130,7 +134,7 @@ def scan_command(
                                "free CPUs decode (Ray schedules the decode tasks)")
     elif ray_address is not None and ray_address != "auto" and not _ADDRESS.fullmatch(ray_address):
         raise CommandLineError(None, f"--ray-address must be host:port, ray://host:port or auto, not {ray_address!r}")
-    options = ScanOptions(model=model, device=device, batch_size=batch_size, workers=workers, threads=threads,
+    options = ScanOptions(models=tuple(model), device=device, batch_size=batch_size, workers=workers, threads=threads,
                           chunks=parse_chunks(chunks), force=force, dry_run=dry_run,
                           include_hidden=hidden, compile=compile, precision=precision, runtime=runtime,
                           scan_engine=engine,
@@ -228,6 +232,13 @@ class _TagWriting:
                 self.problems.append(outcome)
 
 
+def _models_line(s, e) -> str:
+    """``model NAME on DEVICE, RUNTIME PRECISION``, or each model's runtime where several ran."""
+    if len(e.per_model) > 1:
+        return (f"models {', '.join(f'{name} ({how})' for name, how in e.per_model.items())} on {e.device}")
+    return f"model {s.model_name} on {e.device}, {e.runtime} {e.precision}"
+
+
 def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
     p, e = s.plan, s.engine_stats
     if dry_run:
@@ -238,6 +249,9 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
         head = f"{s.scanned} scanned"
     out.print(f"{head} · new {p.new} · changed {p.changed} · unchanged {p.unchanged} · moved {len(p.moved)} · "
               f"missing {len(p.missing)} · failed {len(s.failed)}")
+    if p.only:
+        out.print(f"{plural(len(p.only), 'unchanged track')} lacked a model of this scan: decoded again and "
+                  "scored by the models they lacked only", style="dim")
     if p.duplicates:
         out.print(f"merged {len(p.duplicates)} duplicate track{'s' if len(p.duplicates) > 1 else ''}: "
                   "files the database held under two paths (a symlink and its target) are one track each now")
@@ -251,7 +265,7 @@ def _print_summary(out, s, dry_run: bool, written: dict[str, int]) -> None:
         return
     t = max(s.elapsed_s, 1e-9)
     out.print(f"{s.audio_s / 3600:.2f} h of audio in {t:.1f} s: {(s.scanned + len(s.failed)) / t:.2f} tracks/s, "
-              f"{s.audio_s / t:.0f}× real time · model {s.model_name} on {e.device}, {e.runtime} {e.precision}"
+              f"{s.audio_s / t:.0f}× real time · {_models_line(s, e)}"
               f"{' (compiled)' if e.compiled else ''}, {e.chunks} chunks, "
               f"{100 * e.model_s / t:.0f}% of the time in the model, {100 * e.wait_s / t:.0f}% waiting for "
               f"decoding ({plural(e.workers, 'worker')})")

@@ -25,13 +25,26 @@ if TYPE_CHECKING:
 
 
 FORMAT_OPTION = typer.Option(Format.table, "--format", "-f", help="Output format.")
+MODEL_OPTION = typer.Option(None, "--model", "-m", metavar="NAME", show_default=False,
+                            help="Whose embedding to compare by, where several models scored the library "
+                                 "(default: the one that scored most tracks; of equals, the MagnaTagATune "
+                                 "model, measured best at finding tracks of a kind).")
 
 
-def _neighbourhood(db: str | None) -> Neighbourhood:
+def _neighbourhood(db: str | None, model: str | None = None) -> Neighbourhood:
     from tagger.library.similar import Neighbourhood
     from tagger.store.catalog import Store  # SQLAlchemy and numpy: not needed for --help
 
-    return Neighbourhood(Store(db_path(db), create=False))
+    return Neighbourhood(Store(db_path(db), create=False), model_name=model)
+
+
+def _say_embedding(hood: Neighbourhood, model_name: str | None) -> None:
+    """Where several models scored the library, whose embedding this was (on stderr)."""
+    from tagger.library.embedding import several_models
+
+    if several_models(hood.library):
+        how = "asked for" if model_name else "--model NAME chooses another"
+        warn(f"compared by the embedding of {hood.main_model().name} ({how})")
 
 
 def similar_command(
@@ -42,13 +55,16 @@ def similar_command(
     same_model: bool = typer.Option(False, "--same-model",
                                     help="Compare with the tracks of the track's own model (default: "
                                          "the library's model, embedding the file with it if need be)."),
+    model: str = MODEL_OPTION,
     db: str = DB_OPTION,
 ) -> None:
     """The tracks nearest to one track or file by embedding, most similar first.
 
     Similarity is the cosine of the embeddings standardised over the library (the best of the
     measured choices, RESULTS.md). The track itself and its copies (same content) are left out."""
-    result = _neighbourhood(db).similar(target, top, same_model)
+    hood = _neighbourhood(db, model)
+    result = hood.similar(target, top, same_model)
+    _say_embedding(hood, model)
     if result.embedded:
         why = "is not in the library" if result.query.track is None else "was scanned by another model"
         warn(f"{printable(result.query.path)} {why}: embedded it now with {result.query.model.name}")
@@ -70,13 +86,16 @@ def radio_command(
                                             "folder). Default: no limit."),
     seed: int = typer.Option(None, "--seed", min=0, metavar="S", show_default=False,
                              help="Random seed: the same S gives the same playlist. Default: a new one."),
+    model: str = MODEL_OPTION,
     db: str = DB_OPTION,
 ) -> None:
     """A playlist that walks the seeds' neighbourhood: no track twice, near the seeds.
 
     Each next track is one of the five best by similarity to the track before and to the
     nearest seed, drawn at random: --seed S repeats a playlist."""
-    result = _neighbourhood(db).radio(seeds, top, max_per_artist, random_seed=seed)
+    hood = _neighbourhood(db, model)
+    result = hood.radio(seeds, top, max_per_artist, random_seed=seed)
+    _say_embedding(hood, model)
     WRITERS[fmt](result.tracks)
     if seed is None:
         warn(f"--seed {result.random_seed} repeats this playlist")

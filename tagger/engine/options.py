@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 from tagger.model.modelcard import DEFAULT_MODEL
 
-__all__ = ["DEFAULT_CHUNKS", "DEFAULT_MODEL", "PRECISIONS", "RUNTIMES", "SCAN_ENGINES", "ScanOptions"]
+__all__ = ["DEFAULT_CHUNKS", "DEFAULT_MODEL", "DEFAULT_MODELS", "PRECISIONS", "RUNTIMES", "SCAN_ENGINES",
+           "ScanOptions"]
 
 DEFAULT_CHUNKS = 16
+# what `tagger scan` runs without --model (README, "Which models a scan runs", has the figures)
+DEFAULT_MODELS: tuple[str, ...] = (DEFAULT_MODEL,)
 PRECISIONS = ("auto", "fp32", "int8", "fp16")  # int8: OpenVINO on the CPU; fp16: CUDA
 RUNTIMES = ("auto", "openvino", "torch")  # auto: OpenVINO on the CPU, torch on CUDA (engine.runtime)
 SCAN_ENGINES = ("local", "ray")  # which scan engine runs the stages: this machine's, or Ray Data's
@@ -16,7 +19,7 @@ SCAN_ENGINES = ("local", "ray")  # which scan engine runs the stages: this machi
 
 @dataclass
 class ScanOptions:
-    model: str = DEFAULT_MODEL
+    models: tuple[str, ...] = DEFAULT_MODELS  # built-in names or model files; each file is decoded once for all
     device: str = "auto"
     batch_size: int | None = None  # chunks per model batch; None: chosen for the runtime (engine.runtime)
     workers: int | None = None  # decode processes; None: chosen from the CPU count and device

@@ -19,7 +19,7 @@ class TrackState(Protocol):
     mtime_ns: int
     fingerprint: str | None
     status: str
-    model_id: int | None
+    model_ids: frozenset[int]  # the models whose scores of it are stored
 
 
 @dataclass
@@ -27,7 +27,10 @@ class ScanPlan:
     todo: list[FoundFile]  # new and changed files, to decode and score
     new: int = 0
     changed: int = 0
-    unchanged: int = 0
+    unchanged: int = 0  # (those in ``only`` too: their content is as stored)
+    # files in todo whose content is as stored but lack some of the scan's models: path → the
+    # positions (in the scan's model list) of the models to run; the others run every model
+    only: dict[str, tuple[int, ...]] = field(default_factory=dict)
     moved: list[tuple[int, str, int]] = field(default_factory=list)  # (track id, new path, mtime)
     missing: list[int] = field(default_factory=list)  # track ids gone from disk
     back: list[int] = field(default_factory=list)  # tracks marked missing that are here again
@@ -38,10 +41,17 @@ class ScanPlan:
     duplicates: list[int] = field(default_factory=list)  # tracks of a file stored under another path too
 
 
-def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: int | None,
+def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_ids: Sequence[int | None],
               force: bool = False, include_hidden: bool = False) -> ScanPlan:
     """Compare the files under ``roots`` with the stored tracks ``known`` (path → state);
-    ``model_id`` is the scanning model's row (None: not in the database yet)."""
+    ``model_ids`` are the scanning models' rows (None: not in the database yet). A file whose
+    content is as stored is scored again only by the models whose scores it lacks (``only``):
+    decoding it again cannot be avoided (no audio is kept), scoring it again by the others can."""
+    model_ids = list(model_ids)
+
+    def lacking(state: TrackState) -> tuple[int, ...]:
+        return tuple(k for k, m in enumerate(model_ids) if m is None or m not in state.model_ids)
+
     found = discover(roots, include_hidden)
     roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
     plan = ScanPlan(todo=[], problems=found.problems, roots=roots)
@@ -51,7 +61,7 @@ def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: i
         state = known.get(f.path)
         if state is None or state.size != f.size or state.mtime_ns != f.mtime_ns or state.status != "failed":
             plan.bad_names.append((f, BAD_NAME_REASON))
-    by_file = _one_track_per_file(known, model_id, plan)
+    by_file = _one_track_per_file(known, model_ids, plan)
     dropped = set(plan.duplicates)
     new: list[FoundFile] = []
     for f in found.files:
@@ -62,7 +72,7 @@ def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: i
         seen.add(f.path)
         if state is None:
             new.append(f)
-        elif force or state.size != f.size or (state.status != "failed" and state.model_id != model_id):
+        elif force or state.size != f.size or (state.status == "ok" and not state.model_ids):
             plan.todo.append(f)
             plan.changed += 1
         elif state.mtime_ns != f.mtime_ns and not _same_content(f, state):
@@ -70,6 +80,9 @@ def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: i
             plan.changed += 1
         else:
             plan.unchanged += 1
+            if state.status != "failed" and lacking(state):  # models added: only they score it
+                plan.todo.append(f)
+                plan.only[f.path] = lacking(state)
             if state.mtime_ns != f.mtime_ns:  # touched, not changed: the new time is all there is to store
                 plan.touched.append((state.id, state.path, f.mtime_ns))
             if state.status == "missing":
@@ -93,8 +106,9 @@ def plan_scan(known: Mapping[str, TrackState], roots: Sequence[str], model_id: i
         if match is not None and not force:
             moved_ids.add(match.id)
             plan.moved.append((match.id, f.path, f.mtime_ns))
-            if match.status != "failed" and match.model_id != model_id:
-                plan.todo.append(f)  # moved, and scored by another model: score again
+            if match.status != "failed" and lacking(match):
+                plan.todo.append(f)  # moved, and some of the scan's models have not scored it
+                plan.only[f.path] = lacking(match)
         else:
             plan.todo.append(f)
             plan.new += 1
@@ -114,12 +128,12 @@ def _same_content(f: FoundFile, state: TrackState) -> bool:
         return False
 
 
-def _one_track_per_file(known: Mapping[str, TrackState], model_id: int | None,
+def _one_track_per_file(known: Mapping[str, TrackState], model_ids: Sequence[int | None],
                         plan: ScanPlan) -> dict[tuple[int, int], TrackState]:
     """(device, inode) → the track of each stored file that is on disk. A file stored under
     two paths (reached through a symlink by a later scan, before tagger resolved paths the same
-    way at every scan) keeps one track, scored by this model where one is, else the first
-    stored; the others go into ``plan.duplicates`` to be deleted."""
+    way at every scan) keeps one track, the one scored by most of these models where one is,
+    else the first stored; the others go into ``plan.duplicates`` to be deleted."""
     by_file: dict[tuple[int, int], list[TrackState]] = {}
     for path, state in known.items():
         if state.status == "missing":
@@ -131,7 +145,7 @@ def _one_track_per_file(known: Mapping[str, TrackState], model_id: int | None,
         by_file.setdefault((st.st_dev, st.st_ino), []).append(state)
     out = {}
     for key, states in by_file.items():
-        states.sort(key=lambda s: (not (s.status == "ok" and s.model_id == model_id), s.id))
+        states.sort(key=lambda s: (-(s.status == "ok") * len(s.model_ids & set(model_ids)), s.id))
         out[key] = states[0]
         plan.duplicates += [s.id for s in states[1:]]
     return out

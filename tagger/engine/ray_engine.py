@@ -42,7 +42,7 @@ from tagger.engine.aggregate import Aggregator
 from tagger.engine.decode import decode_events
 from tagger.engine.events import Chunks, Done, Failed, Restart
 from tagger.engine.options import ScanOptions
-from tagger.engine.results import EngineStats, TrackResult, scored
+from tagger.engine.results import EngineStats, ModelOutput, TrackResult, scored
 from tagger.engine.runtime import DEFAULT_BATCH
 from tagger.errors import TaggerError, UsageError
 
@@ -66,8 +66,8 @@ def score_files_ray(files: Sequence[FoundFile], model, options: ScanOptions,
     """Score ``files`` on a Ray cluster (``options.ray_address``; None: a local Ray on this
     machine) and yield one TrackResult per file, in the order they finish, like
     ``engine.score_files``. ``model``: anything with the model's ``card`` and ``embedding_size``
-    (the card gives the audio format and the tag count); the actors load ``options.model``
-    themselves, in torch (the OpenVINO runtime and int8 are the local engine's)."""
+    (the card gives the audio format and the tag count); the actors load ``options.models[0]``
+    themselves (one model a pass: the scan runs a pass per model), in torch (the OpenVINO runtime and int8 are the local engine's)."""
     if options.runtime == "openvino" or options.precision == "int8":
         raise UsageError(None, "the Ray engine runs the model in torch", "use --runtime auto and --precision auto, "
                          "fp32 or fp16 with --engine ray")
@@ -296,7 +296,7 @@ def _build(ray, files: Sequence[FoundFile], model, options: ScanOptions, actors:
                                         n_chunks=options.chunks))
             .map_batches(ModelActor, batch_size=options.batch_size, batch_format="numpy",
                          compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus, num_cpus=1,
-                         fn_constructor_kwargs=dict(model_name=options.model, device=device,
+                         fn_constructor_kwargs=dict(model_name=options.models[0], device=device,
                                                     batch_size=options.batch_size, threads=options.threads,
                                                     compile_=compile_, precision=options.precision,
                                                     n_tags=len(model.card.tags), emb_size=model.embedding_size)))
@@ -336,7 +336,7 @@ def _stream(ray, started: bool, files: Sequence[FoundFile], model, options: Scan
         def finish(i: int) -> TrackResult:
             finished.add(i)
             probs, emb, n = agg.pop(slot_of[(i, final_gen[i])])
-            result = scored(files[i], ends.pop(i), probs, emb, n)
+            result = scored(files[i], ends.pop(i), [ModelOutput(probs, emb)], n)
             stats.chunks += result.chunks
             return result
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from tagger.errors import NOT_FINITE
 
@@ -14,9 +15,15 @@ if TYPE_CHECKING:  # annotations only
     from tagger.engine.events import Done
 
 
+class ModelOutput(NamedTuple):
+    """One model's scores of a file: the mean of its chunks."""
+    probabilities: np.ndarray  # [n_tags], finite, in [0, 1]
+    embedding: np.ndarray  # [embedding_size], finite
+
+
 @dataclass
 class TrackResult:
-    """What a scan learnt about one file: scores, or the error that stopped it."""
+    """What a scan learnt about one file: each model's scores, or the error that stopped it."""
     path: str
     size: int
     mtime_ns: int
@@ -24,8 +31,7 @@ class TrackResult:
     format: str | None = None
     duration_s: float | None = None
     chunks: int = 0
-    probabilities: np.ndarray | None = None  # [n_tags], finite, in [0, 1]
-    embedding: np.ndarray | None = None  # [embedding_size], finite
+    outputs: tuple[ModelOutput, ...] = ()  # one per model run, in the scan's model order
     error: str | None = None
     metadata: dict | None = None  # the file's own title, artist, album, … (tagfile.read_track_metadata)
     retry: bool = False  # the error is the cluster's, not the file's: reported, not stored, tried again next scan
@@ -41,6 +47,7 @@ class EngineStats:
     precision: str = "fp32"
     runtime: str = "torch"  # the inference runtime that ran the model: torch or openvino
     notes: list[str] = field(default_factory=list)  # one line each, for the summary (an int8 fallback, an export)
+    per_model: dict[str, str] = field(default_factory=dict)  # model name → "runtime precision" it ran with
     chunks: int = 0  # chunks scored
     model_s: float = 0.0  # host time spent submitting batches and waiting for their results
     wait_s: float = 0.0  # time the loop waited for decoded audio
@@ -49,13 +56,13 @@ class EngineStats:
     workers_replaced: int = 0  # decode workers that died and were replaced
 
 
-def scored(f: FoundFile, done: Done, probs: np.ndarray, embedding: np.ndarray, n_chunks: int) -> TrackResult:
-    """The result of a file whose chunks all came back from the model: its mean scores, or
-    the NOT_FINITE failure (a non-finite score is never stored)."""
+def scored(f: FoundFile, done: Done, outputs: Sequence[ModelOutput], n_chunks: int) -> TrackResult:
+    """The result of a file whose chunks all came back from every model: their mean scores,
+    or the NOT_FINITE failure (a non-finite score is never stored)."""
     import numpy as np
 
-    if not (np.isfinite(probs).all() and np.isfinite(embedding).all()):
+    if not all(np.isfinite(o.probabilities).all() and np.isfinite(o.embedding).all() for o in outputs):
         return TrackResult(f.path, f.size, f.mtime_ns, done.fingerprint, done.format, done.duration_s,
                            error=NOT_FINITE, metadata=done.metadata)
     return TrackResult(f.path, f.size, f.mtime_ns, done.fingerprint, done.format, done.duration_s, n_chunks,
-                       probs, embedding, metadata=done.metadata)
+                       tuple(outputs), metadata=done.metadata)

@@ -45,8 +45,9 @@ def resolve(library: Store, model: StoredModel, specs: Sequence[str], option: st
     for spec in specs:
         rows, typed = _rows(library, model, spec, option)
         out.specs.append(typed)
+        scored_by = library.model_sets([r.id for r in rows])
         for r in rows:
-            if r.model_id != model.id:
+            if model.id not in scored_by.get(r.id, ()):
                 out.other_model += 1
             elif r.id not in seen:
                 seen.add(r.id)

@@ -88,7 +88,9 @@ def build_map(store: Store, out: Path, model_name: str | None = None, where: Seq
     ``out``: where the page will be written (relative links start from its folder)."""
     if link not in LINKS:
         raise UsageError(None, f"--link must be one of {', '.join(LINKS)}, not {link!r}")
-    model = store.model(model_name)
+    from tagger.library.embedding import embedding_model
+
+    model = embedding_model(store, model_name)
     initial = resolve_color(model, color)
     stored = store.embeddings_of(model, fingerprints=True)
     total = len(stored)
@@ -111,7 +113,7 @@ def build_map(store: Store, out: Path, model_name: str | None = None, where: Seq
     learned_names = {tid: name for name, tid in model.learned.items()}
     probs = store.score_matrix(ids, columns)
     stats = store.stats(failures=FAILURES_SHOWN)
-    other = sum(n for mid, _, _, n in store.model_counts() if mid != model.id)
+    other = stats.ok - sum(n for mid, _, _, n in store.model_counts() if mid == model.id)  # not scored by it
     return {
         "format": 1,
         "model": model.name,

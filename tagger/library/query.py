@@ -66,6 +66,45 @@ def parse_terms(vocab: Vocabulary, tags: Sequence[str], not_tags: Sequence[str] 
     return tuple(terms)
 
 
+def library_terms(library: Store, tags: Sequence[str], not_tags: Sequence[str] = (),
+                  prefer: StoredModel | None = None) -> tuple[Term, ...]:
+    """Tag names, groups and learned tags of every model that scored tracks, each name read
+    from the first model that has it: ``prefer`` (--model), then the model that scored the most
+    tracks, then the others by tracks scored. So ``jazz`` comes from the MSD model and ``piano``
+    from the MTT one, and ``rock``, which both have, from ``prefer`` or the larger."""
+    models = library.scored_models(prefer)
+    if not models:
+        library.model()  # raises: the database holds no tagged tracks yet
+    terms = []
+    for text, negate in [(t, False) for t in tags] + [(t, True) for t in not_tags]:
+        owner = next((m for m in models if m.vocabulary.resolve(text) is not None or tag_name(text) in m.learned),
+                     None)
+        if owner is None:  # not a name of any model: the single-model errors, with every vocabulary's names
+            _unknown(library, models, text)
+        (term,) = parse_terms(owner.vocabulary, [text], [], owner.learned)
+        terms.append(Term(term.text, term.raw, negate, owner))
+    if terms and all(t.negate for t in terms):
+        raise UsageError(None, "--not needs at least one --tag to rank by")
+    return tuple(terms)
+
+
+def _unknown(library: Store, models: Sequence[StoredModel], text: str) -> None:
+    """Raise the error for a name no scoring model knows: learned on a model that scores no
+    track now, or unknown (with the close names of every vocabulary)."""
+    name = tag_name(text)
+    other = library.learned_tag_rows(name)
+    if other:
+        from tagger.library.learned import relearn_hint
+
+        row = other[0]
+        raise UsageError(None, f"{name!r} was learned on {row.model_name}, which scores no track in this library now",
+                         f"learn it again: {relearn_hint(name, row.examples)}")
+    known = sorted({n for m in models for n in [*m.vocabulary.names(), *m.learned]})
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else "run 'tagger tags' for the list"
+    raise UsageError(None, f"unknown tag {quoted(text)}", hint)
+
+
 def model_terms(library: Store, model: StoredModel, tags: Sequence[str], not_tags: Sequence[str] = ()) -> tuple[Term, ...]:
     """``parse_terms`` for a stored model, with its learned tags. A name learned on another
     model is an error that says which, and how to learn it again on this one."""

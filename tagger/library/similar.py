@@ -242,8 +242,9 @@ class RadioResult:
 class Neighbourhood:
     """Similarity searches on one library; each model's index is read once and kept."""
 
-    def __init__(self, library: Store, space: str = DEFAULT_SPACE) -> None:
+    def __init__(self, library: Store, space: str = DEFAULT_SPACE, model_name: str | None = None) -> None:
         self.library = library
+        self.model_name = model_name
         self.space = space
         self._indexes: dict[int, EmbeddingIndex] = {}
         self._models: dict[str, object] = {}  # model sha256 → loaded network
@@ -251,10 +252,12 @@ class Neighbourhood:
         self._counts: list | None = None
 
     def main_model(self) -> StoredModel:
-        """The library's model: the one that scored the most tracks."""
+        """The model whose embedding is searched (tagger.library.embedding: ``model_name``, or
+        the one that scored the most tracks)."""
         if self._main is None:
-            counts = self._model_counts()  # (read once: each count reads every track)
-            self._main = self.library.model(model_id=counts[0][0]) if counts else self.library.model()
+            from tagger.library.embedding import embedding_model
+
+            self._main = embedding_model(self.library, self.model_name)
         return self._main
 
     def _model_counts(self) -> list:
@@ -287,9 +290,12 @@ class Neighbourhood:
                 raise TaggerError(row.path, f"has no embedding: its scan failed: {row.error}")
             row = None  # marked missing but here again: embedded as a file
         if row is not None:
-            model = library.model(model_id=row.model_id) if same_model else main
-            if row.model_id == model.id:
-                vector = library.embedding(row.id)
+            scored_by = library.model_sets([row.id]).get(row.id, frozenset())
+            model = main
+            if same_model and main.id not in scored_by and scored_by:  # the track's own (largest) model
+                model = next(m for m in library.scored_models() if m.id in scored_by)
+            if model.id in scored_by:
+                vector = library.embedding(row.id, model)
                 if vector is not None:
                     return Anchor(row.path, vector, model, row, row.fingerprint, row.duration_s)
             if not os.path.exists(row.path):
@@ -336,8 +342,9 @@ class Neighbourhood:
         vector = index.space(query.embedding)
         exclude = [query.track_id] if query.track_id is not None else []
         hits = index.nearest(vector, n, exclude, [query.fingerprint])
-        return SimilarResult(query, self._rows(index, hits), self._other_models(query.model),
-                             query.track is None or query.track.model_id != query.model.id)
+        embedded_now = query.track is None or query.model.id not in self.library.model_sets(
+            [query.track.id]).get(query.track.id, frozenset())
+        return SimilarResult(query, self._rows(index, hits), self._other_models(query.model), embedded_now)
 
     def _usable_index(self, model: StoredModel) -> EmbeddingIndex:
         index = self.index(model)
@@ -347,7 +354,9 @@ class Neighbourhood:
         return index
 
     def _other_models(self, model: StoredModel) -> int:
-        return sum(n for mid, _, _, n in self._model_counts() if mid != model.id)
+        """How many 'ok' tracks ``model`` has not scored (they are not searched)."""
+        scored = sum(n for mid, _, _, n in self._model_counts() if mid == model.id)
+        return self.library.ok_count() - scored
 
     def _rows(self, index: EmbeddingIndex, hits: Sequence[tuple[int, float]]) -> list[Neighbour]:
         ids = [int(index.track_ids[i]) for i, _ in hits]

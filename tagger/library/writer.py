@@ -47,6 +47,7 @@ class WriteOptions:
     force: bool = False
     dry_run: bool = False
     break_hardlinks: bool = False  # write hard-linked files anyway (this name gets its own copy)
+    model: str | None = None  # whose top tags to write where several models scored a track (None: the largest)
 
 
 @dataclass
@@ -80,12 +81,45 @@ def learned_label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def planned_values(chosen: list[tuple[str, float]], model: StoredModel, fields: Sequence[str]) -> dict[str, list[str]]:
+@dataclass
+class TrackTags:
+    """What a track's models say, ready to write: the top tags of its main model, and those of
+    the models whose vocabularies have the most genres and the most moods (a library scanned
+    with an MTT and an MSD model takes its tags from the one, genres and moods from the other)."""
+    chosen: list[tuple[str, float]]  # the main model's top tags
+    models: list[StoredModel]  # the models the written values come from, main first
+    genre_names: list[str] = field(default_factory=list)  # top tag names of the genre model
+    mood_names: list[str] = field(default_factory=list)
+
+
+def track_tags(scores: dict[int, dict[str, float]], models: Sequence[StoredModel], top: int, min_prob: float,
+               fields: Sequence[str] = ()) -> TrackTags:
+    """``scores``: model id → the track's scores by it; ``models``: those that scored it, the
+    main one (the library's largest, or the one asked for) first."""
+    main = models[0]
+    chosen = choose_tags(scores[main.id], main, top, min_prob)
+    out = TrackTags(chosen, [main])
+    for kind, attr in (("genre", "genres"), ("mood", "moods")):
+        if kind not in fields:
+            continue
+        source = max(models, key=lambda m: len(getattr(m.vocabulary, attr)))  # the first of the largest
+        picked = chosen if source is main else choose_tags(scores[source.id], source, top, min_prob)
+        setattr(out, f"{kind}_names", [n for n, _ in picked])
+        if source not in out.models:
+            out.models.append(source)
+    return out
+
+
+def planned_values(picked: TrackTags, fields: Sequence[str] = ()) -> dict[str, list[str]]:
+    """The values of every field a write may set, for the fields asked for."""
+    chosen = picked.chosen
     names = [n for n, _ in chosen]
+    day = time.strftime('%Y-%m-%d')
     values = {"tags": names,
               "scores": [";".join(f"{n}={p:.3f}" for n, p in chosen)] if chosen else [],
-              "model": [f"{model.name} sha256:{model.sha256} {time.strftime('%Y-%m-%d')}"]}
-    optional = {"genre": _labels(names, GENRES), "mood": _labels(names, MOODS), "grouping": names}
+              "model": [f"{m.name} sha256:{m.sha256} {day}" for m in picked.models]}
+    optional = {"genre": _labels(picked.genre_names, GENRES), "mood": _labels(picked.mood_names, MOODS),
+                "grouping": names}
     # the user's fields are only ever filled or (--force) replaced: a prediction with nothing
     # for a field must not delete what the user put there
     values.update({f: v for f, v in optional.items() if f in fields and v})
@@ -256,12 +290,12 @@ def write_tracks(library: Store, rows: Sequence, options: WriteOptions,
         _remove_stale_temps(r.path for r in rows)
         if run_id is None:
             run_id = start_write_run(library, options)
-    models: dict[int, StoredModel] = {}
+    order = library.scored_models(library.model(name=options.model) if options.model else None)
+    scored_by = library.model_sets([r.id for r in rows])
     outcomes = []
     for row in rows:
-        if row.model_id not in models:
-            models[row.model_id] = library.model(model_id=row.model_id)
-        outcome = _write_one(library, row, models[row.model_id], options, journal, run_id)
+        models = [m for m in order if m.id in scored_by.get(row.id, ())]
+        outcome = _write_one(library, row, models, options, journal, run_id)
         outcomes.append(outcome)
         if on_file:
             on_file(outcome)
@@ -278,8 +312,10 @@ def _written_by_tagger(journal: Journal, path: Path, st: os.stat_result) -> list
     return state
 
 
-def _write_one(library, row, model, options, journal, run_id) -> FileOutcome:
+def _write_one(library, row, models: list[StoredModel], options, journal, run_id) -> FileOutcome:
     path = Path(row.path)
+    if not models:
+        return FileOutcome(row.path, "no-tags", settled=True)
     try:
         st = path.stat()
     except OSError as e:
@@ -295,13 +331,16 @@ def _write_one(library, row, model, options, journal, run_id) -> FileOutcome:
         current = tf.read_all()
     except TagWriteError as e:
         return FileOutcome(row.path, "failed", _reason(e))
-    tagged_already = not options.force and any(f"sha256:{model.sha256}" in v for v in current["model"])
-    chosen = choose_tags(library.track_scores(row.id), model, options.top, options.min_prob)
+    scores = {m.id: library.track_scores(row.id, m) for m in models}
+    picked = track_tags(scores, models, options.top, options.min_prob, options.fields)
+    model, chosen = models[0], picked.chosen
+    tagged_already = not options.force and all(any(f"sha256:{m.sha256}" in v for v in current["model"])
+                                               for m in picked.models)
     if not chosen:  # nothing to say about this track: no TAGGER_MODEL-only write
         return FileOutcome(row.path, "no-tags", settled=True)
     if tagged_already and _new_learned(chosen, model, current["tags"]):
         tagged_already = False  # a tag learned since the file was tagged: tagger's own fields are redone
-    planned = planned_values(chosen, model, options.fields)
+    planned = planned_values(picked, fields=options.fields)
     changes = _changes(current, planned, tf.kind == "id3" and tf.id3_version == 3, options.force, tagged_already)
     if not changes and tagged_already:
         return FileOutcome(row.path, "already-tagged")
@@ -477,7 +516,7 @@ def select_tracks(library: Store, roots: Sequence[str] = (), tags: Sequence[str]
     (``tags``/``not_tags``/``match_min``, as in ``tagger query``) returns. Raises UsageError
     for a root that does not exist or holds no scanned track (a typo must not look like
     "nothing to do")."""
-    from tagger.library.query import model_terms
+    from tagger.library.query import library_terms
     from tagger.store.query import TrackQuery, run_query
 
     roots = [os.path.abspath(os.path.expanduser(str(r))) for r in roots]
@@ -489,11 +528,13 @@ def select_tracks(library: Store, roots: Sequence[str] = (), tags: Sequence[str]
         raise UsageError(None, f"no scanned track under {', '.join(roots)}",
                          "run 'tagger scan PATH' first; nothing was written")
     if tags or not_tags or model_name:
-        model = library.model(name=model_name)
-        rows = [r for r in rows if r.model_id == model.id]
+        model = library.model(name=model_name) if model_name else None
+        if model is not None:
+            scored_by = library.model_sets([r.id for r in rows])
+            rows = [r for r in rows if model.id in scored_by.get(r.id, ())]
         if tags or not_tags:
-            terms = model_terms(library, model, tags, not_tags)
-            wanted = {r.path for r in run_query(library, TrackQuery(terms, match_min, None), model)}
+            terms = library_terms(library, tags, not_tags, model)
+            wanted = {r.path for r in run_query(library, TrackQuery(terms, match_min, None))}
             rows = [r for r in rows if r.path in wanted]
     return rows
 

@@ -52,12 +52,19 @@ class TrackState(NamedTuple):
     mtime_ns: int
     fingerprint: str | None
     status: str
-    model_id: int | None
+    model_ids: frozenset[int]  # the models whose scores of the track are stored
+
+
+class ModelScores(Protocol):
+    """One model's output for a file: its probabilities and its embedding."""
+    probabilities: np.ndarray  # [n_tags]
+    embedding: np.ndarray  # [embedding_size]
 
 
 class ScoredFile(Protocol):
-    """What ``Store.save`` keeps of one scanned file: its scores, or the error that stopped it.
-    ``error`` may be set by ``save`` itself (scores that cannot be stored)."""
+    """What ``Store.save`` keeps of one scanned file: its scores by each model saved (in the
+    order of ``save``'s models), or the error that stopped it. ``error`` may be set by
+    ``save`` itself (scores that cannot be stored)."""
     path: str
     size: int
     mtime_ns: int
@@ -65,8 +72,7 @@ class ScoredFile(Protocol):
     format: str | None
     duration_s: float | None
     chunks: int
-    probabilities: np.ndarray | None  # [n_tags]
-    embedding: np.ndarray | None  # [embedding_size]
+    outputs: Sequence[ModelScores]  # one per model saved; empty with an error
     error: str | None
     metadata: dict | None  # the file's own title, artist, … (files.tagfile.read_track_metadata)
 
@@ -90,8 +96,7 @@ class _Failure:
     format: str | None = None
     duration_s: float | None = None
     chunks: int = 0
-    probabilities: None = None
-    embedding: None = None
+    outputs: tuple = ()
     metadata: None = None
 
 
@@ -206,8 +211,10 @@ class Store:
                     by_name = by_name | models.c.sha256.startswith(name, autoescape=True)
                 q = q.where(by_name).order_by(models.c.id.desc())
             else:
-                used = (select(tracks.c.model_id, func.count().label("n")).where(tracks.c.status == "ok")
-                        .group_by(tracks.c.model_id).order_by(func.count().desc()).limit(1)).subquery()
+                used = (select(embeddings.c.model_id, func.count().label("n"))
+                        .join(tracks, tracks.c.id == embeddings.c.track_id).where(tracks.c.status == "ok")
+                        .group_by(embeddings.c.model_id).order_by(func.count().desc(), embeddings.c.model_id)
+                        .limit(1)).subquery()
                 q = q.join(used, used.c.model_id == models.c.id)
             row = conn.execute(q).first()
             if row is None:
@@ -230,8 +237,21 @@ class Store:
     def track_states(self) -> dict[str, TrackState]:
         with self.sql_engine.connect() as conn:
             rows = conn.execute(select(tracks.c.id, tracks.c.path, tracks.c.size, tracks.c.mtime_ns,
-                                       tracks.c.fingerprint, tracks.c.status, tracks.c.model_id))
-            return {r.path: TrackState(*r) for r in rows}
+                                       tracks.c.fingerprint, tracks.c.status)).all()
+            scored = _model_sets(conn)
+        none: frozenset[int] = frozenset()
+        return {r.path: TrackState(*r, scored.get(r.id, none)) for r in rows}
+
+    def model_sets(self, ids: Sequence[int]) -> dict[int, frozenset[int]]:
+        """track id → the models whose scores of it are stored, for ``ids`` (none: not listed)."""
+        out: dict[int, set[int]] = {}
+        ids = [int(i) for i in ids]
+        with self.sql_engine.connect() as conn:
+            for i in range(0, len(ids), 900):
+                for track_id, model_id in conn.execute(select(embeddings.c.track_id, embeddings.c.model_id)
+                                                       .where(embeddings.c.track_id.in_(ids[i:i + 900]))):
+                    out.setdefault(track_id, set()).add(model_id)
+        return {k: frozenset(v) for k, v in out.items()}
 
     def move(self, moves: Sequence[tuple[int, str, int]]) -> None:
         """Give tracks new paths (and mtimes), keeping their results: ``(id, path, mtime_ns)``."""
@@ -265,80 +285,89 @@ class Store:
                              [{"track_id": i, "old_path": p} for i, p in gone])
                 _index_changed(conn)
 
-    def save(self, results: Sequence[ScoredFile], model: StoredModel,
-             extra_scores: ExtraScores | None = None) -> list[tuple[str, str]]:
-        """Store scan results in one transaction, each track fully or not at all.
-        ``extra_scores``: more tags' probabilities for the stored embeddings (the scan scores
-        the model's learned tags through it), as ``{tag id: probabilities [N]}``.
+    def save(self, results: Sequence[ScoredFile], models: StoredModel | Sequence[StoredModel],
+             extra_scores: Mapping[int, ExtraScores] | None = None) -> list[tuple[str, str]]:
+        """Store scan results in one transaction, each track fully or not at all. Each result
+        holds one output per model of ``models``, in that order. ``extra_scores``: model id →
+        more tags' probabilities for that model's stored embeddings (the scan scores the
+        models' learned tags through it), as ``{tag id: probabilities [N]}``.
+
+        A stored track keeps the scores of models not in ``models`` only where its content
+        (size and fingerprint) is the one they scored; else they go with the old content.
 
         A result whose scores cannot be stored (not finite, wrong length) is turned into a
         failure with the reason, in place. A track the database refuses costs only itself: it is
         stored as failed where possible, and returned in ``(path, reason)`` pairs; the others are
         kept. Errors of the database itself (disk full, locked, the lock lost) propagate."""
+        models = [models] if isinstance(models, StoredModel) else list(models)
         for r in results:
-            _check(r, model)
+            _check(r, models)
         if not results:
             return []
         try:
-            self._save(results, model, extra_scores)
+            self._save(results, models, extra_scores)
             return []
         except _REFUSED:
             pass
         unsaved = []
         for r in results:  # one transaction each, to find the track(s) the database refuses
             try:
-                self._save([r], model, extra_scores)
+                self._save([r], models, extra_scores)
             except _REFUSED as e:
                 reason = f"could not be stored in the database: {_first_line(e)}"
                 unsaved.append((r.path, reason))
                 try:
-                    self._save([_Failure(r.path, r.size, r.mtime_ns, reason)], model)
+                    self._save([_Failure(r.path, r.size, r.mtime_ns, reason)], models)
                 except _REFUSED:
                     pass  # reported in the summary; the next scan tries again
         return unsaved
 
-    def _save(self, results: Sequence[ScoredFile], model: StoredModel,
-              extra_scores: ExtraScores | None = None) -> None:
+    def _save(self, results: Sequence[ScoredFile], models: Sequence[StoredModel],
+              extra_scores: Mapping[int, ExtraScores] | None = None) -> None:
         import numpy as np
 
         now = time.time()
         rows = [dict(size=r.size, mtime_ns=r.mtime_ns, fingerprint=r.fingerprint,
                      duration_s=r.duration_s, chunks=r.chunks,
-                     status="failed" if r.error else "ok", error=storable(r.error),
-                     model_id=None if r.error else model.id, scanned_at=now,
+                     status="failed" if r.error else "ok", error=storable(r.error), scanned_at=now,
                      metadata_read=r.metadata is not None,
                      format=storable(r.format), **{folded("format"): fold(r.format)},
                      **_path_columns(r.path), **_metadata_columns(r.metadata or {})) for r in results]
         with self.transaction() as conn:
-            existing = self._ids(conn, [r.path for r in results])
+            stored = self._stored(conn, [r.path for r in results])
+            existing = {path: row.id for path, row in stored.items()}
             old = [dict(row, track_id=existing[row["path"]]) for row in rows if row["path"] in existing]
             if old:
-                ids = list(existing.values())
+                # the scores of models not scanned now stay only with the content they scored
+                same = [stored[r.path].id for r in results if r.path in stored and not r.error
+                        and (stored[r.path].size, stored[r.path].fingerprint) == (r.size, r.fingerprint)
+                        and r.fingerprint is not None]
+                kept = set(same)
+                _delete_scores(conn, [i for i in existing.values() if i not in kept])
+                _delete_scores(conn, same, [m.id for m in models])
                 conn.execute(update(tracks).where(tracks.c.id == bindparam("track_id")), old)
-                conn.execute(delete(scores).where(scores.c.track_id.in_(ids)))
-                conn.execute(delete(learned_scores).where(*_learned_of(ids)))
-                conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(ids)))
             new = [row for row in rows if row["path"] not in existing]
             if new:
                 inserted = conn.execute(insert(tracks).returning(tracks.c.id, tracks.c.path,
                                                                  sort_by_parameter_order=True), new)
                 existing.update({path: track_id for track_id, path in inserted})
             score_rows, emb_rows, learned_rows = [], [], []
-            for r in results:
-                if r.error:
-                    continue
-                track_id = existing[r.path]
-                score_rows += [{"track_id": track_id, "tag_id": t, "prob": float(p)}
-                               for t, p in zip(model.tag_ids, r.probabilities)]
-                emb_rows.append({"track_id": track_id, "model_id": model.id,
-                                 "vector": np.asarray(r.embedding, dtype="<f2").tobytes()})
-            ok = [r for r in results if not r.error and r.embedding is not None]
-            if extra_scores is not None and ok:
-                # as stored (float16), so a track scores the same here as when it is read back
-                x = np.stack([np.asarray(r.embedding, dtype="<f2") for r in ok]).astype(np.float32)
-                for tag_id, probs in extra_scores(x).items():
-                    learned_rows += [{"track_id": existing[r.path], "tag_id": tag_id, "prob": float(p)}
-                                     for r, p in zip(ok, probs)]
+            ok = [r for r in results if not r.error]
+            for k, model in enumerate(models):
+                for r in ok:
+                    track_id = existing[r.path]
+                    out = r.outputs[k]
+                    score_rows += [{"track_id": track_id, "tag_id": t, "prob": float(p)}
+                                   for t, p in zip(model.tag_ids, out.probabilities)]
+                    emb_rows.append({"track_id": track_id, "model_id": model.id,
+                                     "vector": np.asarray(out.embedding, dtype="<f2").tobytes()})
+                learned = (extra_scores or {}).get(model.id)
+                if learned is not None and ok:
+                    # as stored (float16), so a track scores the same here as when it is read back
+                    x = np.stack([np.asarray(r.outputs[k].embedding, dtype="<f2") for r in ok]).astype(np.float32)
+                    for tag_id, probs in learned(x).items():
+                        learned_rows += [{"track_id": existing[r.path], "tag_id": tag_id, "prob": float(p)}
+                                         for r, p in zip(ok, probs)]
             if score_rows:
                 conn.execute(insert(scores), score_rows)
                 conn.execute(insert(embeddings), emb_rows)
@@ -347,16 +376,16 @@ class Store:
             _index_changed(conn)
 
     @staticmethod
-    def _ids(conn: Connection, paths: Sequence[str]) -> dict[str, int]:
-        """path → track id of the stored tracks among ``paths`` (by the path's key, then the path)."""
+    def _stored(conn: Connection, paths: Sequence[str]) -> dict:
+        """path → (id, size, fingerprint) of the stored tracks among ``paths``."""
         out = {}
         wanted = set(paths)
         keys = sorted({path_key(p) for p in wanted})
         for i in range(0, len(keys), 500):
-            for track_id, path in conn.execute(select(tracks.c.id, tracks.c.path)
-                                               .where(tracks.c.path_key.in_(keys[i:i + 500]))):
-                if path in wanted:
-                    out[path] = track_id
+            for row in conn.execute(select(tracks.c.id, tracks.c.path, tracks.c.size, tracks.c.fingerprint)
+                                    .where(tracks.c.path_key.in_(keys[i:i + 500]))):
+                if row.path in wanted:
+                    out[row.path] = row
         return out
 
     def metadata_backlog(self) -> list[tuple[int, str]]:
@@ -437,19 +466,22 @@ class Store:
         with self.sql_engine.connect() as conn:
             return conn.execute(select(tracks).where(*_at(path))).first()
 
-    def track_scores(self, track_id: int) -> dict[str, float]:
-        """raw tag → probability for one track (its learned tags' too)."""
+    def track_scores(self, track_id: int, model: StoredModel) -> dict[str, float]:
+        """raw tag → probability for one track by ``model`` (its learned tags' too), in the
+        model's tag order; empty where the model has not scored it."""
         with self.sql_engine.connect() as conn:
             out = {}
             for table, where in ((scores, [scores.c.track_id == track_id]), (learned_scores, _learned_of([track_id]))):
                 rows = conn.execute(select(tags.c.idx, tags.c.raw, table.c.prob).join(tags, tags.c.id == table.c.tag_id)
-                                    .where(*where))
+                                    .where(*where, tags.c.model_id == model.id))
                 out.update({(idx, raw): prob for idx, raw, prob in rows})
             return {raw: prob for (_, raw), prob in sorted(out.items())}
 
-    def embedding(self, track_id: int) -> np.ndarray | None:
+    def embedding(self, track_id: int, model: StoredModel) -> np.ndarray | None:
+        """The track's embedding by ``model``, or None where that model has not scored it."""
         with self.sql_engine.connect() as conn:
-            blob = conn.execute(select(embeddings.c.vector).where(embeddings.c.track_id == track_id)).scalar()
+            blob = conn.execute(select(embeddings.c.vector).where(embeddings.c.track_id == track_id,
+                                                                  embeddings.c.model_id == model.id)).scalar()
         import numpy as np
 
         return None if blob is None else np.frombuffer(blob, dtype="<f2").astype(np.float32)
@@ -480,20 +512,36 @@ class Store:
             formats = dict(conn.execute(select(tracks.c.format, func.count()).where(tracks.c.status == "ok")
                                         .group_by(tracks.c.format).order_by(func.count().desc())).all())
             used = conn.execute(select(models.c.name, models.c.sha256, func.count(tracks.c.id))
-                                .join(tracks, tracks.c.model_id == models.c.id)
-                                .where(tracks.c.status == "ok").group_by(models.c.id)).all()
+                                .join(embeddings, embeddings.c.model_id == models.c.id)
+                                .join(tracks, tracks.c.id == embeddings.c.track_id)
+                                .where(tracks.c.status == "ok").group_by(models.c.id)
+                                .order_by(models.c.id)).all()
             failed = conn.execute(select(tracks.c.path, tracks.c.error).where(tracks.c.status == "failed")
                                   .order_by(tracks.c.path).limit(failures)).all()
         return Stats(sum(by_status.values()), by_status.get("ok", 0), by_status.get("failed", 0),
                      by_status.get("missing", 0), seconds / 3600, formats,
                      [tuple(u) for u in used], [tuple(f) for f in failed])
 
+    def scored_models(self, prefer: StoredModel | None = None) -> list[StoredModel]:
+        """Every model that scored tracks: ``prefer`` first, then by tracks scored, most first
+        (the order in which a tag name both vocabularies have is looked up)."""
+        found = [self.model(model_id=i) for i, *_ in self.model_counts()]
+        if prefer is not None:
+            found = [prefer] + [m for m in found if m.id != prefer.id]
+        return found
+
+    def ok_count(self) -> int:
+        """How many tracks are tagged ('ok')."""
+        with self.sql_engine.connect() as conn:
+            return conn.execute(select(func.count()).where(tracks.c.status == "ok")).scalar_one()
+
     def model_counts(self) -> list[tuple[int, str, str, int]]:
         """(model id, name, sha256, 'ok' tracks) of every model that scored tracks, most first."""
         n = func.count(tracks.c.id)
         with self.sql_engine.connect() as conn:
             rows = conn.execute(select(models.c.id, models.c.name, models.c.sha256, n)
-                                .join(tracks, tracks.c.model_id == models.c.id).where(tracks.c.status == "ok")
+                                .join(embeddings, embeddings.c.model_id == models.c.id)
+                                .join(tracks, tracks.c.id == embeddings.c.track_id).where(tracks.c.status == "ok")
                                 .group_by(models.c.id).order_by(n.desc(), models.c.id)).all()
         return [tuple(r) for r in rows]
 
@@ -703,12 +751,38 @@ def _metadata_columns(metadata: Mapping) -> dict:
 
 def _delete_tracks(conn: Connection, ids: list[int]) -> None:
     """Delete tracks ``ids`` with their scores, learned scores and embeddings."""
+    _delete_scores(conn, ids)
     for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        conn.execute(delete(scores).where(scores.c.track_id.in_(chunk)))
-        conn.execute(delete(learned_scores).where(*_learned_of(chunk)))
-        conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(chunk)))
-        conn.execute(delete(tracks).where(tracks.c.id.in_(chunk)))
+        conn.execute(delete(tracks).where(tracks.c.id.in_(ids[i:i + 500])))
+
+
+def _delete_scores(conn: Connection, ids: Sequence[int], model_ids: Sequence[int] | None = None) -> None:
+    """Delete the scores, learned scores and embeddings of tracks ``ids``: by every model, or
+    by ``model_ids`` only."""
+    if model_ids is not None:
+        of_models = select(tags.c.id).where(tags.c.model_id.in_(list(model_ids)))
+        learned = select(learned_tags.c.tag_id).join(tags, tags.c.id == learned_tags.c.tag_id).where(
+            tags.c.model_id.in_(list(model_ids)))
+    for i in range(0, len(ids), 500):
+        chunk = list(ids[i:i + 500])
+        if model_ids is None:
+            conn.execute(delete(scores).where(scores.c.track_id.in_(chunk)))
+            conn.execute(delete(learned_scores).where(*_learned_of(chunk)))
+            conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(chunk)))
+        else:
+            conn.execute(delete(scores).where(scores.c.track_id.in_(chunk), scores.c.tag_id.in_(of_models)))
+            conn.execute(delete(learned_scores).where(learned_scores.c.tag_id.in_(learned),
+                                                      learned_scores.c.track_id.in_(chunk)))
+            conn.execute(delete(embeddings).where(embeddings.c.track_id.in_(chunk),
+                                                  embeddings.c.model_id.in_(list(model_ids))))
+
+
+def _model_sets(conn: Connection) -> dict[int, frozenset[int]]:
+    """track id → the models whose scores of it are stored, for every track that has any."""
+    out: dict[int, set[int]] = {}
+    for track_id, model_id in conn.execute(select(embeddings.c.track_id, embeddings.c.model_id)).cursor.fetchall():
+        out.setdefault(track_id, set()).add(model_id)
+    return {k: frozenset(v) for k, v in out.items()}
 
 
 def _index_changed(conn: Connection) -> None:
@@ -775,19 +849,28 @@ def _driver_rows(db: str, conn: Connection, stmt) -> list:
 _REFUSED = (DBAPIError, StatementError, ValueError, TypeError, OverflowError)
 
 
-def _check(r: ScoredFile, model: StoredModel) -> None:
+def _check(r: ScoredFile, models: Sequence[StoredModel]) -> None:
     """Turn a result whose scores cannot be stored as they are into a failure with the reason."""
     import numpy as np
 
     if r.error:
         return
-    probs, emb = r.probabilities, r.embedding
-    if probs is None or len(probs) != len(model.tag_ids):
-        r.error = f"internal error: {0 if probs is None else len(probs)} scores for {len(model.tag_ids)} tags"
-    elif not (np.isfinite(probs).all() and (emb is None or np.isfinite(emb).all())):
-        r.error = NOT_FINITE
-    elif emb is not None and np.abs(emb).max(initial=0.0) > 65504:
-        r.error = "its embedding does not fit in float16; it was not stored"
+    if len(r.outputs) != len(models):
+        r.error = f"internal error: the scores of {len(r.outputs)} models for {len(models)}"
+        return
+    for out, model in zip(r.outputs, models):
+        probs, emb = out.probabilities, out.embedding
+        if probs is None or len(probs) != len(model.tag_ids):
+            r.error = f"internal error: {0 if probs is None else len(probs)} scores for {len(model.tag_ids)} tags"
+        elif emb is None:
+            r.error = f"internal error: no embedding from {model.name}"
+        elif not (np.isfinite(probs).all() and np.isfinite(emb).all()):
+            r.error = NOT_FINITE
+        elif np.abs(emb).max(initial=0.0) > 65504:
+            r.error = "its embedding does not fit in float16; it was not stored"
+        if r.error:
+            r.outputs = ()
+            return
 
 
 def _first_line(e: BaseException) -> str:

@@ -30,6 +30,7 @@ from tagger.store.schema import (
     INDEX_VERSION,
     SCHEMA_VERSION,
     TEXT_FIELDS,
+    embeddings,
     folded,
     learned_scores,
     learned_tags,
@@ -99,9 +100,9 @@ def _v3_to_v4(conn) -> None:
         conn.execute(text("ALTER TABLE tracks ALTER COLUMN path_key SET NOT NULL"))
     # (SQLite keeps its UNIQUE(path) of old: it has no length limit, and dropping it would
     # mean rebuilding the table)
-    for name in ("ux_tracks_path_key", "ix_tracks_status_model"):
-        next(i for i in tracks.indexes if i.name == name).create(conn)
-    conn.execute(text("DROP INDEX ix_tracks_status"))  # the new one begins with it
+    next(i for i in tracks.indexes if i.name == "ux_tracks_path_key").create(conn)
+    # (schema 4 also replaced ix_tracks_status by one on (status, model_id); schema 5 has the
+    # first back, so a library coming from 3 keeps it)
     learned_scores.create(conn)
     conn.execute(meta.insert().values(key=INDEX_VERSION, value="0"))
     learned = select(learned_tags.c.tag_id)
@@ -111,8 +112,32 @@ def _v3_to_v4(conn) -> None:
     conn.execute(delete(scores).where(scores.c.tag_id.in_(learned)))
 
 
+def _v4_to_v5(conn) -> None:
+    """Several models per track: embeddings keyed by (model, track); tracks.model_id, whose
+    one model a track held, goes (its embedding row says the same)."""
+    conn.execute(text("DROP INDEX IF EXISTS ix_tracks_status_model"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_tracks_status ON tracks (status)"))
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE embeddings DROP CONSTRAINT IF EXISTS embeddings_pkey"))
+        conn.execute(text("ALTER TABLE embeddings ADD PRIMARY KEY (model_id, track_id)"))
+        next(i for i in embeddings.indexes if i.name == "ix_embeddings_track").create(conn)
+        conn.execute(text("ALTER TABLE tracks DROP COLUMN model_id"))
+        return
+    # SQLite changes no table's key in place: the table is made again, its rows copied
+    conn.execute(text("ALTER TABLE embeddings RENAME TO embeddings_v4"))
+    embeddings.create(conn)
+    conn.execute(text("INSERT INTO embeddings (model_id, track_id, vector) "
+                      "SELECT model_id, track_id, vector FROM embeddings_v4"))
+    conn.execute(text("DROP TABLE embeddings_v4"))
+    # SQLite drops no column that a foreign key names, as tracks.model_id's does (and none at
+    # all before 3.35): the column stays, NULL in new rows, never read; rebuilding the table of
+    # a large library for it would cost more than the column
+    if not any("model_id" in fk["constrained_columns"] for fk in inspect(conn).get_foreign_keys("tracks")):
+        conn.execute(text("ALTER TABLE tracks DROP COLUMN model_id"))
+
+
 # each entry upgrades the schema from version N to N + 1, inside the opening transaction
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4, 4: _v4_to_v5}
 
 
 # the two-key advisory lock space (apart from the one-key space of the file claims; the writer

@@ -15,7 +15,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
 
 from tagger.store.catalog import Store, StoredModel
-from tagger.store.schema import TEXT_FIELDS, TRACK_METADATA, folded, learned_scores, scores, tracks
+from tagger.store.schema import TEXT_FIELDS, TRACK_METADATA, embeddings, folded, learned_scores, scores, tracks
 from tagger.store.text import fold
 
 FILTER_FIELDS = (*TRACK_METADATA, "format", "path")
@@ -37,6 +37,8 @@ class Term:
     text: str  # as typed
     raw: tuple[str, ...]  # the raw tags it stands for
     negate: bool = False
+    # whose tags they are (a library may hold several models' scores); None: the query's model
+    model: StoredModel | None = field(default=None, compare=False, hash=False)
 
     @property
     def label(self) -> str:
@@ -104,7 +106,7 @@ _ROW_COLUMNS = (tracks.c.id, tracks.c.path, tracks.c.duration_s, tracks.c.format
                 *(tracks.c[k] for k in TRACK_METADATA))
 
 
-def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
+def _top_single(q: TrackQuery, model: StoredModel | None, not_ok: int) -> Select:
     """One positive term with a limit: an exact top-N from index range scans.
 
     A track in the true top N gets its score from some member tag m; fewer than N + k tracks
@@ -113,6 +115,7 @@ def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
     track's maximum over its candidate rows is exact for every track that can make the cut.
     """
     term = q.terms[0]
+    model = term.model or model
     parts = []
     for raw in term.raw:
         table, tag_id = _table_and_id(model, raw)
@@ -124,27 +127,30 @@ def _top_single(q: TrackQuery, model: StoredModel, not_ok: int) -> Select:
     score = func.max(cand.c.prob)
     return (select(*_ROW_COLUMNS, score.label("score"), score.label("term_0"))
             .join(cand, cand.c.track_id == tracks.c.id)
-            .where(tracks.c.status == "ok", tracks.c.model_id == model.id)
+            .where(tracks.c.status == "ok")
             .group_by(tracks.c.id).order_by(score.desc(), tracks.c.path).limit(q.top))
 
 
-def compile_query(q: TrackQuery, model: StoredModel, not_ok: int = 0) -> Select:
-    """Rows of (id, path, duration_s, format, score, term_0, term_1, …), best first.
-    ``not_ok``: how many tracks are not 'ok' (bounds the fast path's candidate lists)."""
+def compile_query(q: TrackQuery, model: StoredModel | None = None, not_ok: int = 0) -> Select:
+    """Rows of (id, path, duration_s, format, score, term_0, term_1, …), best first. Each term
+    is read from its own model's scores (``model`` for terms without one); a track is ranked
+    only if every term's model scored it. ``not_ok``: how many tracks are not 'ok' (bounds the
+    fast path's candidate lists)."""
     if len(q.terms) == 1 and not q.terms[0].negate and q.top is not None and not q.where:
         return _top_single(q, model, not_ok)  # (filters would void its candidate bound)
     term_cols = []
     stmt = select(*_ROW_COLUMNS)
     for i, term in enumerate(q.terms):
         parts = []
-        for table, ids in _rows_of(model, term.raw):
+        of = term.model or model
+        for table, ids in _rows_of(of, term.raw):
             part = select(table.c.track_id, table.c.prob).where(table.c.tag_id.in_(ids))
             if q.min_score is not None and not term.negate:
                 # every term's score must reach --min for the minimum to; lets the index prune
                 part = part.where(table.c.prob >= q.min_score)
             parts.append(part)
         if len(parts) == 1:  # (always, as terms are made: a learned tag is never in a group)
-            table = _rows_of(model, term.raw)[0][0]
+            table = _rows_of(of, term.raw)[0][0]
             sub = parts[0].with_only_columns(table.c.track_id, func.max(table.c.prob).label("p"))
             sub = sub.group_by(table.c.track_id).subquery(f"t{i}")
         else:
@@ -154,7 +160,8 @@ def compile_query(q: TrackQuery, model: StoredModel, not_ok: int = 0) -> Select:
         term_cols.append((literal(1.0) - sub.c.p) if term.negate else sub.c.p)
     score = term_cols[0] if len(term_cols) == 1 else least(*term_cols)
     stmt = stmt.add_columns(score.label("score"), *[c.label(f"term_{i}") for i, c in enumerate(term_cols)])
-    stmt = stmt.where(tracks.c.status == "ok", tracks.c.model_id == model.id, *map(_filter_clause, q.where))
+    # (the joins keep the tracks every term's model scored)
+    stmt = stmt.where(tracks.c.status == "ok", *map(_filter_clause, q.where))
     if q.min_score is not None:
         stmt = stmt.where(score >= q.min_score)
     stmt = stmt.order_by(score.desc(), tracks.c.path)
@@ -174,7 +181,8 @@ class QueryRow:
     metadata: dict = field(default_factory=dict)  # the file's own title, artist, … that it has
 
 
-def run_query(store: Store, q: TrackQuery, model: StoredModel) -> list[QueryRow]:
+def run_query(store: Store, q: TrackQuery, model: StoredModel | None = None) -> list[QueryRow]:
+    """The ranked rows of ``q``; ``model``: where its terms name no model of their own."""
     with store.sql_engine.connect() as conn:
         not_ok = conn.execute(select(func.count()).select_from(tracks).where(tracks.c.status != "ok")).scalar_one()
         rows = conn.execute(compile_query(q, model, not_ok)).all()
@@ -187,7 +195,8 @@ def run_query(store: Store, q: TrackQuery, model: StoredModel) -> list[QueryRow]
 
 def filtered_track_ids(store: Store, model: StoredModel, where: tuple[Filter, ...]) -> list[int]:
     """Ids of the model's 'ok' tracks whose own metadata passes every filter, ascending."""
-    stmt = (select(tracks.c.id).where(tracks.c.status == "ok", tracks.c.model_id == model.id,
+    scored = select(embeddings.c.track_id).where(embeddings.c.model_id == model.id)
+    stmt = (select(tracks.c.id).where(tracks.c.status == "ok", tracks.c.id.in_(scored),
                                       *map(_filter_clause, where)).order_by(tracks.c.id))
     with store.sql_engine.connect() as conn:
         return list(conn.execute(stmt).scalars())

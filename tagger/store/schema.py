@@ -1,5 +1,6 @@
 """Tables. Probabilities are one row per (track, tag) so that "top tracks for tag X" is an
-index range scan on (tag_id, prob); a track holds the scores of one model at a time."""
+index range scan on (tag_id, prob). A track holds the scores of every model that scored it
+(schema 5; one at a time before): which ones is the set of its rows in ``embeddings``."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from tagger.files.fields import TRACK_METADATA
 # 2: write_runs and write_journal (tag writing with undo); 3: track metadata, learned tags;
 # 4: tracks found by a hash of their path (paths of any length), folded text for --where,
 #    learned tags' scores in a table of their own
-SCHEMA_VERSION = 4
+# 5: several models per track: embeddings keyed by (model, track), tracks.model_id gone
+SCHEMA_VERSION = 5
 
 # the text a --where filter can match, each with a folded copy (tagger.store.text.fold) beside it
 TEXT_FIELDS = ("title", "artist", "album", "album_artist", "genre", "format", "path")
@@ -76,7 +78,6 @@ tracks = Table("tracks", metadata,
                Column("chunks", Integer),
                Column("status", String(8), nullable=False),  # ok | failed | missing
                Column("error", Text),
-               Column("model_id", ForeignKey("models.id")),
                Column("scanned_at", Float),
                # the file's own metadata, read at scan time (schema 3); None where it has none
                *[Column(name, Text) for name in TRACK_METADATA[:5]],
@@ -87,8 +88,7 @@ tracks = Table("tracks", metadata,
 Index("ix_tracks_size_fingerprint", tracks.c.size, tracks.c.fingerprint)
 # unique on a hash of the path, not on the path: PostgreSQL's B-tree keys stop at ~2.7 kB
 Index("ux_tracks_path_key", tracks.c.path_key, unique=True)
-# (schema 4: with the model, so that counting a model's tracks reads the index alone)
-Index("ix_tracks_status_model", tracks.c.status, tracks.c.model_id)
+Index("ix_tracks_status", tracks.c.status)
 
 scores = Table("scores", metadata,
                Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),
@@ -100,10 +100,17 @@ scores = Table("scores", metadata,
 # WITHOUT ROWID tables carry the primary key.
 Index("ix_scores_tag_prob", scores.c.tag_id, scores.c.prob)
 
+# A row per (model, track) that the model scored: the track's embedding by that model, and the
+# record that the model's scores of the track are stored (schema 5; keyed by the track alone
+# before). Keyed model first, so that one model's vectors are one range of the key in track
+# order (similar, learn, map read them all); the second index finds a track's models by
+# itself, so that which models scored which tracks (a scan's plan, query, show) is read from
+# the two indexes alone and never from the pages of the vectors.
 embeddings = Table("embeddings", metadata,
+                   Column("model_id", ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
                    Column("track_id", ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True),
-                   Column("model_id", ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
                    Column("vector", LargeBinary, nullable=False))  # float16 little-endian
+Index("ix_embeddings_track", embeddings.c.track_id, embeddings.c.model_id)
 
 # tag writing (schema 2): every field tagger changes in a file, with its previous value, so a
 # run can be undone

@@ -1,0 +1,140 @@
+"""Two models in one scan (-m musicnn-vgg-mtt -m musicnn-vgg-msd): each file decoded once,
+each model's scores stored under its own tags, and every command reading both vocabularies."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+from conftest import music_like, run_cli, write_audio
+
+from tagger.model.vocab import GENRES, tag_name
+
+MTT, MSD = "musicnn-vgg-mtt", "musicnn-vgg-msd"
+FILES = {"a.wav": ({}, 16000), "b.flac": ({}, 44100), "c.ogg": ({"subtype": "VORBIS"}, 22050),
+         "d.mp3": ({"format": "MP3"}, 44100)}
+SCAN = ("--workers", "0", "--runtime", "torch", "--chunks", "2")  # torch: no OpenVINO graph export in tests
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory):
+    """A library scanned with both models into one database, and with each alone into its own."""
+    root = tmp_path_factory.mktemp("two")
+    for i, (name, (kw, sr)) in enumerate(FILES.items()):
+        write_audio(root / name, music_like(7.0, sr, 20 + i), sr, **kw)
+    dbs = {}
+    for key, models in (("both", (MTT, MSD)), ("mtt", (MTT,)), ("msd", (MSD,))):
+        dbs[key] = root.parent / f"{key}.db"
+        result = run_cli("scan", root, "--db", dbs[key], *[a for m in models for a in ("-m", m)], *SCAN)
+        assert result.returncode == 0, result.stderr
+    return root, dbs
+
+
+def stored(db, model: str) -> dict[str, dict[str, float]]:
+    """path → {raw tag: p} of one model's scores, read with sqlite3 alone."""
+    out: dict[str, dict[str, float]] = {}
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT t.path, g.raw, s.prob FROM scores s JOIN tracks t ON t.id = s.track_id "
+                            "JOIN tags g ON g.id = s.tag_id JOIN models m ON m.id = g.model_id WHERE m.name = ?",
+                            (model,))
+        for path, raw, p in rows:
+            out.setdefault(path, {})[raw] = p
+    return out
+
+
+def vectors(db, model: str) -> dict[str, np.ndarray]:
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT t.path, e.vector FROM embeddings e JOIN tracks t ON t.id = e.track_id "
+                            "JOIN models m ON m.id = e.model_id WHERE m.name = ?", (model,)).fetchall()
+    return {p: np.frombuffer(v, dtype="<f2").astype(np.float32) for p, v in rows}
+
+
+def test_each_model_stores_what_it_scores_alone(library):
+    """The scores and embedding of each model in the two-model database equal those of a scan
+    with that model alone: one model's scores stored under the other's tags (same count, other
+    meaning) would differ here."""
+    root, dbs = library
+    for model in (MTT, MSD):
+        together, alone = stored(dbs["both"], model), stored(dbs[model[-3:]], model)
+        assert sorted(together) == sorted(alone) == sorted(str(root / n) for n in FILES)
+        for path in alone:
+            assert together[path].keys() == alone[path].keys() and len(alone[path]) == 50
+            np.testing.assert_allclose([together[path][k] for k in alone[path]], list(alone[path].values()),
+                                       atol=2e-5, err_msg=f"{model} {path}")
+        a, b = vectors(dbs["both"], model), vectors(dbs[model[-3:]], model)
+        for path in b:
+            np.testing.assert_allclose(a[path], b[path], atol=2e-3, rtol=2e-3, err_msg=f"{model} {path}")
+
+
+def test_query_reads_each_tag_from_the_model_that_has_it(library):
+    root, dbs = library
+    db = dbs["both"]
+    mtt, msd = stored(db, MTT), stored(db, MSD)
+    for tag, scores in (("jazz", msd), ("piano", mtt)):
+        result = run_cli("query", "--db", db, "-t", tag, "--top", "0", "-f", "json")
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)
+        assert {r["path"]: r["score"] for r in rows} == pytest.approx({p: s[tag] for p, s in scores.items()}, abs=1e-6)
+    rows = json.loads(run_cli("query", "--db", db, "-t", "jazz", "-t", "piano", "-f", "json").stdout)
+    for r in rows:  # each term from its own model, the score their minimum
+        assert r["scores"] == pytest.approx({"jazz": msd[r["path"]]["jazz"], "piano": mtt[r["path"]]["piano"]},
+                                            abs=1e-6)
+        assert r["score"] == pytest.approx(min(r["scores"].values()), abs=1e-6)
+    # rock is a tag of both: the default reads the first model scanned (as many tracks), -m the other
+    for flag, scores in ((), mtt), (("-m", MSD), msd):
+        rows = json.loads(run_cli("query", "--db", db, "-t", "raw:rock", *flag, "--top", "0", "-f", "json").stdout)
+        assert {r["path"]: r["score"] for r in rows} == pytest.approx({p: s["rock"] for p, s in scores.items()},
+                                                                      abs=1e-6)
+
+
+def test_show_and_tags_list_both_vocabularies(library):
+    root, dbs = library
+    db = dbs["both"]
+    shown = json.loads(run_cli("show", root / "b.flac", "--db", db, "--json").stdout)
+    assert list(shown["models"]) == [MTT, MSD]
+    assert sum(len(m["tags"]) for m in shown["models"].values()) == 100
+    assert shown["models"][MSD]["tags"]["jazz"] == pytest.approx(stored(db, MSD)[str(root / "b.flac")]["jazz"])
+    text = run_cli("show", root / "b.flac", "--db", db).stdout
+    assert MTT in text and MSD in text and "harpsichord" in text and "Hip-Hop" in text
+    listed = json.loads(run_cli("tags", "--db", db, "--json").stdout)
+    assert list(listed["models"]) == [MTT, MSD]
+    assert listed["models"][MSD]["tags"]["hip_hop"]["kind"] == "genre"
+    assert listed["models"][MSD]["tags"]["80s"]["kind"] == "decade"
+    text = run_cli("tags", "--db", db).stdout
+    assert f"tags of {MTT}" in text and f"tags of {MSD}" in text
+    assert f"--model {MSD} reads it from this one" in text  # rock, pop…: names both have
+
+
+def test_write_takes_genres_and_moods_from_the_msd_vocabulary(library):
+    from tagger.library.writer import choose_tags
+    from tagger.store.catalog import Store
+
+    root, dbs = library
+    db = dbs["both"]
+    result = run_cli("write", "--db", db, "--fields", "tags,genre,mood", "--top", "5", "--min", "0", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    proposed, path = {}, None
+    for line in result.stdout.splitlines():
+        if not line.startswith(" "):
+            path = line.strip()
+        elif line.strip().startswith("genre:"):
+            proposed[path] = line.split("→", 1)[1].strip()
+    assert sorted(proposed) == sorted(str(root / n) for n in FILES)
+    store = Store(str(db), create=False)
+    models = {m.name: m for m in store.scored_models()}
+    differ = False
+    for path, text in proposed.items():
+        track = store.track(path).id
+        expect = {}
+        for name, m in models.items():
+            names = [tag_name(n) for n, _ in choose_tags(store.track_scores(track, m), m, 5, 0.0)]
+            expect[name] = list(dict.fromkeys(GENRES[n] for n in names if n in GENRES))
+        assert text == " | ".join(expect[MSD]), path
+        differ |= expect[MSD] != expect[MTT]
+    assert differ  # (else this test could not tell which vocabulary the genres came from)
+
+
+def test_a_rescan_with_both_models_has_nothing_to_do(library):
+    root, dbs = library
+    result = run_cli("scan", root, "--db", dbs["both"], "-m", MTT, "-m", MSD, *SCAN)
+    assert result.returncode == 0 and f"unchanged {len(FILES)}" in result.stdout and "lacked" not in result.stdout
