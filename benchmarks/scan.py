@@ -1,12 +1,13 @@
 """Library-scan throughput next to its limit, the pure decode throughput of the same files.
 
-    python benchmarks/scan.py [FOLDER...] [--small] [--chunks 16|all] [--workers N] [--model NAME]
+    python benchmarks/scan.py [FOLDER...] [--small] [--chunks 16|all] [--workers N] [--model NAME]...
                               [--device auto] [--runtime auto|openvino|torch]
                               [--precision auto|fp32|int8|fp16] [--batch-size N]
                               [--compile auto|yes|no] [--vs-torch] [--skip-decode]
 
 FOLDER defaults to the real-music corpus of ../shared/corpus/fetch-real-music.sh; ``--small``
-takes its three ``--small`` packages (62 tracks). Each run scans into a fresh temporary
+takes its three ``--small`` packages (62 tracks). ``--model`` repeated scans with several models
+at once, each file decoded once (as ``tagger scan -m A -m B``). Each run scans into a fresh temporary
 database. Prints tracks/s, audio hours per second, the runtime and precision that ran, the
 share of time spent in the model and waiting for decoded audio, the device's busy share (CUDA
 events; on CPU the model share), the scanning process's peak RSS (this process: it imports
@@ -81,7 +82,7 @@ def main() -> None:
     ap.add_argument("--chunks", default=str(DEFAULT_CHUNKS))
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--model", default="musicnn-vgg-mtt")
+    ap.add_argument("--model", action="append", help="repeat for several models (default: musicnn-vgg-mtt)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", default="auto")
     ap.add_argument("--batch-size", type=int, default=None)
@@ -91,13 +92,14 @@ def main() -> None:
     ap.add_argument("--skip-decode", action="store_true")
     args = ap.parse_args()
     n_chunks = parse_chunks(args.chunks)
+    models = tuple(args.model or ["musicnn-vgg-mtt"])
     folders = args.folders or ([str(CORPUS / p) for p in SMALL] if args.small else [str(CORPUS)])
     files = discover(folders).files
     size = sum(f.size for f in files)
     load = os.getloadavg()
     print(f"{len(files)} files, {size / 1e6:.0f} MB, in {', '.join(folders)}; {os.cpu_count()} cores, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start")
-    options = ScanOptions(models=(args.model,), device=args.device, workers=args.workers, threads=args.threads,
+    options = ScanOptions(models=models, device=args.device, workers=args.workers, threads=args.threads,
                           chunks=n_chunks, compile=args.compile, batch_size=args.batch_size,
                           precision=args.precision, runtime=args.runtime)
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,14 +108,15 @@ def main() -> None:
         main_rss = peak_rss()
         if args.vs_torch:
             torch_db = os.path.join(tmp, "torch.db")
-            ref = scan(folders, torch_db, ScanOptions(models=(args.model,), device="cpu", workers=args.workers,
+            ref = scan(folders, torch_db, ScanOptions(models=models[:1], device="cpu", workers=args.workers,
                                                       chunks=n_chunks, compile="no", runtime="torch",
                                                       precision="fp32"))
             print(f"PyTorch fp32 (eager, batch 64): {ref.scanned / ref.elapsed_s:.2f} tracks/s")
             _agreement(db, torch_db)
     t, e = s.elapsed_s, s.engine_stats
-    print(f"scan ({args.model}, chunks={args.chunks}, batch {args.batch_size or 'default'}, {e.workers} workers, "
-          f"{e.threads} threads, {e.device}, {e.runtime} {e.precision}{', compiled' if e.compiled else ''}): "
+    how = ", ".join(f"{name} {ran}" for name, ran in e.per_model.items()) or f"{e.runtime} {e.precision}"
+    print(f"scan ({', '.join(models)}, chunks={args.chunks}, batch {args.batch_size or 'default'}, {e.workers} workers, "
+          f"{e.threads} threads, {e.device}, {how}{', compiled' if e.compiled else ''}): "
           f"{s.scanned} tracks, {len(s.failed)} failed, {s.audio_s / 3600:.2f} h in {t:.1f} s")
     for note in e.notes:
         print(f"  note: {note}")

@@ -31,7 +31,7 @@ def _library(root: Path, folders: dict[str, int], seconds: float = 4.0) -> list[
 
 
 def _scan(*args, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tagger", "scan", *map(str, args), "--workers", "1"],
+    return subprocess.Popen([sys.executable, "-m", "tagger", "scan", "-m", "musicnn-vgg-mtt", *map(str, args), "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -157,7 +157,7 @@ def test_write_undo_and_learn_wait_for_no_scan_but_refuse_while_one_runs(tmp_pat
             line = _one_line(run_cli(*command, "--db", pg_url))
             assert busy in line and "wait for it to finish" in line and "tagger-test-pw" not in line, line
     with writer_lock(pg_url):  # as a write holds it
-        line = _one_line(run_cli("scan", tmp_path, "--db", pg_url))
+        line = _one_line(run_cli("scan", "-m", "musicnn-vgg-mtt", tmp_path, "--db", pg_url))
         assert busy in line, line
         with pytest.raises(Exception, match=busy):
             with writer_lock(pg_url, shared=True):

@@ -82,7 +82,7 @@ def assert_equals_tag_file(db, refs, atol):
                          ids=["16-0-5", "16-3-7", "all-0-7", "all-3-5"])
 def test_scan_stores_what_the_model_says_of_each_file(engine_library, references, tmp_path, workers, batch, chunks):
     db = tmp_path / "lib.db"
-    options = ScanOptions(workers=workers, batch_size=batch, chunks=chunks, compile="no", device="cpu",
+    options = ScanOptions(models=("musicnn-vgg-mtt",), workers=workers, batch_size=batch, chunks=chunks, compile="no", device="cpu",
                           runtime="torch")  # the runtime against torch: tests/test_runtime.py
     summary = scan([str(engine_library)], str(db), options)
     assert summary.scanned == len(SECONDS) and len(summary.failed) == len(BAD)
@@ -92,7 +92,7 @@ def test_scan_stores_what_the_model_says_of_each_file(engine_library, references
 
 def test_openvino_scan_matches_too(engine_library, references, tmp_path):
     db = tmp_path / "lib.db"
-    options = ScanOptions(workers=2, batch_size=5, chunks=16, device="cpu", runtime="openvino", precision="fp32")
+    options = ScanOptions(models=("musicnn-vgg-mtt",), workers=2, batch_size=5, chunks=16, device="cpu", runtime="openvino", precision="fp32")
     summary = scan([str(engine_library)], str(db), options)
     assert (summary.engine_stats.runtime, summary.engine_stats.precision) == ("openvino", "fp32")
     # OpenVINO's sums differ from torch's in the last bits, and musicnn's float16 mel rounding
@@ -113,7 +113,7 @@ def test_compiled_scan_matches_too(engine_library, tmp_path, vgg):
         pytest.skip(f"torch.compile is not available here: {runner.compile_error}")
     refs = {name: tag_file(vgg, engine_library / name, 16, runner=runner) for name in SECONDS}
     db = tmp_path / "lib.db"
-    options = ScanOptions(workers=2, batch_size=7, chunks=16, compile="yes", device="cpu", runtime="torch")
+    options = ScanOptions(models=("musicnn-vgg-mtt",), workers=2, batch_size=7, chunks=16, compile="yes", device="cpu", runtime="torch")
     summary = scan([str(engine_library)], str(db), options)
     assert summary.engine_stats.compiled
     assert_equals_tag_file(db, refs, atol=1e-5)
@@ -151,7 +151,7 @@ def test_a_killed_decode_worker_costs_only_its_file(tmp_path):
     for i in range(12):  # 20 chunks each, batches of 16: a worker always holds a file half-sent
         write_audio(root / f"t{i:02d}.flac", music_like(60.0, 16000, i))
     db = tmp_path / "lib.db"
-    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", str(root), "--db", str(db), "--workers", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", "-m", "musicnn-vgg-mtt", str(root), "--db", str(db), "--workers", "2",
                              "--chunks", "all", "--compile", "no", "--device", "cpu", "--batch-size", "16"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim, deadline = None, time.time() + 120
@@ -190,7 +190,7 @@ def test_loud_and_non_finite_float_files(tmp_path, vgg):
     write_audio(root / "nan.wav", nan, 44100, subtype="FLOAT")
     db = tmp_path / "lib.db"
     for _ in range(2):  # and the next scan neither dies nor redoes them
-        result = run_cli("scan", root, "--db", db, "--workers", "0")
+        result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "0")
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     with sqlite3.connect(db) as conn:
         rows = {os.path.basename(p): (s, e) for p, s, e in conn.execute("SELECT path, status, error FROM tracks")}
@@ -235,7 +235,7 @@ def test_hung_decode_workers_are_replaced(tmp_path):
         write_audio(root / f"t{i}.flac", music_like(10.0, 16000, i))
     db = tmp_path / "lib.db"
     env = dict(os.environ, TAGGER_DECODE_TIMEOUT="2")
-    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", str(root), "--db", str(db), "--workers", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", "-m", "musicnn-vgg-mtt", str(root), "--db", str(db), "--workers", "2",
                              "--compile", "no", "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     stopped, deadline = set(), time.time() + 60

@@ -99,7 +99,7 @@ def library(tmp_path_factory):
         (root / family).mkdir()
         paths[family] = [member(family, i, root / family) for i in range(PER_FAMILY)]
     db = root / "lib.db"
-    result = run_cli("scan", root, "--db", db, "--workers", "1")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "1")
     assert result.returncode == 0, result.stderr
     return root, db, paths
 
@@ -202,7 +202,7 @@ def test_write_puts_learned_tags_into_files(library, learned):
     for path in piano_files[:EXAMPLES]:
         assert "ivory" in mutagen.File(path)["TAGGER_TAGS"], path
     # and nothing else changed: the files' tracks are not rescanned
-    result = run_cli("scan", root / "piano", "--db", db, "--dry-run")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root / "piano", "--db", db, "--dry-run")
     assert "changed 0" in result.stdout, result.stdout
     learn(db, "--remove", "ivory")
 
@@ -219,14 +219,14 @@ def test_learned_tag_scores_tracks_scanned_later(library, learned, tmp_path):
     new = tmp_path / "new"
     new.mkdir()
     newcomer = member("piano", 20, new)
-    result = run_cli("scan", new, "--db", db2, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", new, "--db", db2, "--workers", "0")
     assert result.returncode == 0, result.stderr
     rows = query(db2, "--tag", "my_piano")
     assert newcomer in [r["path"] for r in rows[:PER_FAMILY + 1]]
     assert len(rows) == 4 * PER_FAMILY + 1
     # a track scanned again scores as it did when the tag was learned
     before = {r["path"]: r["score"] for r in rows}
-    result = run_cli("scan", paths["piano"][0], "--db", db2, "--workers", "0", "--force")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", paths["piano"][0], "--db", db2, "--workers", "0", "--force")
     assert result.returncode == 0, result.stderr
     after = {r["path"]: r["score"] for r in query(db2, "--tag", "my_piano")}
     assert after[paths["piano"][0]] == pytest.approx(before[paths["piano"][0]], abs=2e-3)
@@ -240,11 +240,11 @@ def test_a_track_missing_while_a_tag_is_learned_has_it_when_it_comes_back(librar
     away, parked = paths["chords"][0], tmp_path / "parked.wav"
     shutil.move(away, parked)  # an unmounted drive, a file moved out for a while
     try:
-        assert "missing 1" in run_cli("scan", root, "--db", db2, "--workers", "0").stdout
+        assert "missing 1" in run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db2, "--workers", "0").stdout
         learn(db2, "back_again", *like(paths["chords"][1:1 + EXAMPLES]))
     finally:
         shutil.move(parked, away)
-    result = run_cli("scan", root, "--db", db2, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db2, "--workers", "0")
     assert result.returncode == 0 and "0 scanned" in result.stdout  # not scored again…
     assert away in [r["path"] for r in query(db2, "--tag", "back_again")]  # …and it has the tag
 
@@ -383,7 +383,7 @@ def test_stored_classifier_is_the_regression_fitted_on_the_library(library, tmp_
     new = tmp_path / "new"
     new.mkdir()
     newcomer = member("drums", 21, new)
-    result = run_cli("scan", new, "--db", db2, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", new, "--db", db2, "--workers", "0")
     assert result.returncode == 0, result.stderr
     weights2, bias2, mean2, scale2, vectors2, stored2 = _blobs(db2, "thumps")
     assert np.array_equal(weights2, weights) and bias2 == bias  # a scan does not refit

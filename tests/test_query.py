@@ -23,7 +23,7 @@ def scanned(tmp_path_factory):
     write_audio(root / LONG, music_like(4.0, 16000, 11))
     write_audio(root / "two\nlines.wav", music_like(4.0, 16000, 12))
     db = root.parent / "q.db"
-    result = run_cli("scan", root, "--db", db, "--workers", "1")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "1")
     assert result.returncode == 0, result.stderr
     return root, db
 

@@ -26,7 +26,7 @@ def scanned_at(db):
 
 
 def scan(root, db, *extra):
-    result = run_cli("scan", root, "--db", db, "--workers", "1", *extra)
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "1", *extra)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     return result
@@ -131,7 +131,7 @@ def test_rescan_touch_move_delete_prune(tmp_path):
     assert scanned_at(db).keys() == statuses(db).keys()  # dry run wrote nothing
     assert db_rows(db, "SELECT count(*) FROM models") == [(1,)], "a dry run adds no model row"
     fresh = tmp_path / "never.db"
-    assert run_cli("scan", root, "--db", fresh, "--dry-run").returncode == 0
+    assert run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", fresh, "--dry-run").returncode == 0
     assert not fresh.exists(), "a dry run creates no database"
 
 
@@ -159,7 +159,7 @@ def test_interrupted_scan_is_consistent_and_resumes(fifty_tracks, tmp_path, sig)
 
     root = fifty_tracks
     db = tmp_path / "lib.db"
-    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", str(root), "--db", str(db),
+    proc = subprocess.Popen([sys.executable, "-m", "tagger", "scan", "-m", "musicnn-vgg-mtt", str(root), "--db", str(db),
                              "--workers", "0", "--chunks", "all", "--compile", "no"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -196,7 +196,7 @@ def test_missing_root_is_an_error_and_marks_nothing(tmp_path):
     scan(root, db)
     unmounted = tmp_path / "drive-moved"
     root.rename(unmounted)
-    result = run_cli("scan", root, "--db", db)
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db)
     assert result.returncode == 1 and "no such file or folder" in result.stderr
     assert statuses(db) == {str(root / "a.wav"): "ok"}
 

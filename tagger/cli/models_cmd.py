@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tagger.cli.common import stdout_console
+from tagger.engine.options import DEFAULT_MODELS
 from tagger.model.modelcard import DEFAULT_MODEL, ModelCard, builtin_names, read_card
 
 app = typer.Typer(help="List, inspect and convert models.", invoke_without_command=True,
@@ -44,7 +45,7 @@ def list_models(ctx: typer.Context,
         return
     cards = [read_card(name) for name in builtin_names()]
     if as_json:
-        print(json.dumps([{"name": c.name, "default": c.name == DEFAULT_MODEL,
+        print(json.dumps([{"name": c.name, "default": c.name in DEFAULT_MODELS,
                            "architecture": c.architecture, "tags": len(c.tags), "data": _trained_on(c),
                            "parameters": c.parameters, "size_bytes": c.size_bytes,
                            "metrics": c.metrics} for c in cards], indent=1))
@@ -53,14 +54,15 @@ def list_models(ctx: typer.Context,
     for col in ("name", "architecture", "data", "tags", "parameters", "size", "ROC-AUC", "PR-AUC"):
         table.add_column(col, justify="left" if col in ("name", "architecture", "data") else "right",
                          no_wrap=col in ("name", "architecture"))
-    cards.sort(key=lambda c: (c.name != DEFAULT_MODEL, _trained_on(c), c.name))
+    cards.sort(key=lambda c: (c.name not in DEFAULT_MODELS, _trained_on(c), c.name))
     for c in cards:
-        name = f"{c.name} *" if c.name == DEFAULT_MODEL else c.name
+        name = f"{c.name} *" if c.name in DEFAULT_MODELS else c.name
         table.add_row(name, c.architecture, _trained_on(c), str(len(c.tags)), f"{c.parameters:,}",
                       f"{c.size_bytes / 1e6:.1f} MB", _metric(c, "roc_auc"), _metric(c, "pr_auc"))
     console = stdout_console()
     console.print(table)
-    console.print("* default.  data: the tags' source, MagnaTagATune (instruments, styles) or the Million "
+    console.print("* what 'tagger scan' runs by default (together, each file decoded once; 'tagger tag' "
+                  f"uses {DEFAULT_MODEL}).  data: the tags' source, MagnaTagATune (instruments, styles) or the Million "
                   "Song Dataset's Last.fm tags (genres, moods, decades). ROC-AUC / PR-AUC: macro averages on "
                   "that data set's test split, as reported by each model's authors (not comparable across "
                   "data sets).", style="dim")

@@ -83,30 +83,40 @@ def learned_label(name: str) -> str:
 
 @dataclass
 class TrackTags:
-    """What a track's models say, ready to write: the top tags of its main model, and those of
-    the models whose vocabularies have the most genres and the most moods (a library scanned
-    with an MTT and an MSD model takes its tags from the one, genres and moods from the other)."""
+    """What a track's models say, ready to write: the top tags of its main model, and the genres
+    and moods of every model that scored it (an MTT and an MSD model: Classical or Techno from
+    the one, Jazz, Hip-Hop or Mellow from the other), each label ranked by its best probability."""
     chosen: list[tuple[str, float]]  # the main model's top tags
     models: list[StoredModel]  # the models the written values come from, main first
-    genre_names: list[str] = field(default_factory=list)  # top tag names of the genre model
-    mood_names: list[str] = field(default_factory=list)
+    genres: list[str] = field(default_factory=list)  # GENRE values, best first
+    moods: list[str] = field(default_factory=list)
 
 
 def track_tags(scores: dict[int, dict[str, float]], models: Sequence[StoredModel], top: int, min_prob: float,
                fields: Sequence[str] = ()) -> TrackTags:
     """``scores``: model id → the track's scores by it; ``models``: those that scored it, the
-    main one (the library's largest, or the one asked for) first."""
+    main one (the library's largest, or the one asked for) first. A genre or mood comes from a
+    model's own top tags (``top`` of them at ``min_prob`` or more, as the tags are chosen)."""
     main = models[0]
     chosen = choose_tags(scores[main.id], main, top, min_prob)
     out = TrackTags(chosen, [main])
-    for kind, attr in (("genre", "genres"), ("mood", "moods")):
-        if kind not in fields:
-            continue
-        source = max(models, key=lambda m: len(getattr(m.vocabulary, attr)))  # the first of the largest
-        picked = chosen if source is main else choose_tags(scores[source.id], source, top, min_prob)
-        setattr(out, f"{kind}_names", [n for n, _ in picked])
-        if source not in out.models:
-            out.models.append(source)
+    wanted = [(kind, table) for kind, table in (("genres", GENRES), ("moods", MOODS)) if kind[:-1] in fields]
+    if not wanted:
+        return out
+    best: dict[str, dict[str, float]] = {kind: {} for kind, _ in wanted}
+    for m in models:
+        picked = chosen if m is main else choose_tags(scores[m.id], m, top, min_prob)
+        for name, p in picked:
+            for kind, table in wanted:
+                label = table.get(tag_name(name))
+                if label is None:
+                    continue
+                if m not in out.models:
+                    out.models.append(m)
+                if p > best[kind].get(label, -1.0):
+                    best[kind][label] = p
+    for kind, labels in best.items():  # (a stable sort: of equal probabilities, the main model's first)
+        setattr(out, kind, [label for label, _ in sorted(labels.items(), key=lambda kv: -kv[1])])
     return out
 
 
@@ -118,23 +128,11 @@ def planned_values(picked: TrackTags, fields: Sequence[str] = ()) -> dict[str, l
     values = {"tags": names,
               "scores": [";".join(f"{n}={p:.3f}" for n, p in chosen)] if chosen else [],
               "model": [f"{m.name} sha256:{m.sha256} {day}" for m in picked.models]}
-    optional = {"genre": _labels(picked.genre_names, GENRES), "mood": _labels(picked.mood_names, MOODS),
-                "grouping": names}
+    optional = {"genre": picked.genres, "mood": picked.moods, "grouping": names}
     # the user's fields are only ever filled or (--force) replaced: a prediction with nothing
     # for a field must not delete what the user put there
     values.update({f: v for f, v in optional.items() if f in fields and v})
     return values
-
-
-def _labels(names: Sequence[str], table: dict[str, str]) -> list[str]:
-    """The GENRE or MOOD values of the chosen tag names, best first, each once ("Electronic"
-    for the group and for a raw "electronica" alike)."""
-    out: list[str] = []
-    for name in names:
-        label = table.get(tag_name(name))
-        if label and label not in out:
-            out.append(label)
-    return out
 
 
 def _same(kind_id3_v23: bool, a: list[str], b: list[str]) -> bool:
