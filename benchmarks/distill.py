@@ -98,7 +98,7 @@ def main() -> None:
         for c in data.clips:
             by_package.setdefault(c.key.split("/")[0], []).append(c)
         data.clips = [c for group in by_package.values() for c in group[:args.limit]]
-    print(f"files: " + ", ".join(f"{s} {len(data.split(s))}" for s in ("train", "valid", "test")))
+    print("files: " + ", ".join(f"{s} {len(data.split(s))}" for s in ("train", "valid", "test")))
     cache = Cache(args.cache)
     t0 = time.perf_counter()
     prep = cache.prepare(data.clips, workers=2, full_check=False)

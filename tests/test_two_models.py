@@ -149,3 +149,27 @@ def test_a_rescan_with_both_models_has_nothing_to_do_and_the_summary_names_them(
     result = run_cli("scan", root, "--db", dbs["both"], *SCAN)
     assert result.returncode == 0, result.stderr
     assert f"models {MTT} (torch fp32), {MSD} (torch fp32) on cpu" in result.stdout
+
+
+def test_the_map_colours_by_both_vocabularies(library, tmp_path):
+    """tagger map draws the MTT embedding (the default) and offers every model's tags; a genre
+    takes both models' columns, as write ranks a track's genres across its models."""
+    import base64
+
+    from tagger.library.map import build_map
+    from tagger.store.catalog import Store
+
+    root, dbs = library
+    data = build_map(Store(str(dbs["both"]), create=False), tmp_path / "map.html", color="jazz")
+    assert data["model"] == MTT and data["color"] == f"tag:{MSD}:jazz"
+    keys = [c["key"] for c in data["columns"]]
+    assert len(keys) == 100 and len(set(keys)) == 100 and keys[50] == f"tag:{MSD}:rock"
+    genres = {g["label"]: g["members"] for g in data["genres"]}
+    assert "Jazz" in genres and "Classical" in genres
+    assert min(genres["Electronic"]) < 50 <= max(genres["Electronic"])  # one label, both models' columns
+    scores = np.frombuffer(base64.b64decode(data["scores"]), np.uint8).reshape(100, data["n"])
+    msd = stored(dbs["both"], MSD)
+    folder = np.frombuffer(base64.b64decode(data["dir"]), "<u4")
+    paths = [f"{data['dirs'][d]}/{name}" for d, name in zip(folder, data["files"])]
+    want = [msd[p]["jazz"] for p in paths]
+    np.testing.assert_allclose(scores[keys.index(f"tag:{MSD}:jazz")] / 255, want, atol=1 / 255)

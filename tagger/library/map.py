@@ -57,11 +57,14 @@ def b64(array: np.ndarray, dtype: str) -> str:
     return base64.b64encode(np.ascontiguousarray(array, dtype=dtype).tobytes()).decode("ascii")
 
 
-def resolve_color(model: StoredModel, color: str | None) -> str:
+def resolve_color(model: StoredModel, color: str | None, others: Sequence[StoredModel] = ()) -> str:
     """The colour a page opens with, as the page names it: ``genre``, ``mood``, ``group:NAME``,
-    ``tag:RAW`` or ``learned:NAME``. An unknown name is an error with close matches."""
+    ``tag:RAW`` or ``learned:NAME`` (``tag:MODEL:RAW``, ``group:MODEL:NAME`` for a name only
+    one of ``others``, the library's other models, has). An unknown name is an error with
+    close matches."""
     if color is None:
-        return "genre" if model.vocabulary.genres else f"tag:{model.vocabulary.tags[0]}"
+        return "genre" if model.vocabulary.genres or any(m.vocabulary.genres for m in others) \
+            else f"tag:{model.vocabulary.tags[0]}"
     text = color.strip()
     if text.lower() in ("genre", "mood"):
         return text.lower()
@@ -71,6 +74,13 @@ def resolve_color(model: StoredModel, color: str | None) -> str:
         return f"learned:{tag_name(text)}"
     vocab = model.vocabulary
     raw = vocab.resolve(text)
+    other = next((m for m in others if m.vocabulary.resolve(text) is not None), None)
+    if raw is None and other is not None:
+        raw = other.vocabulary.resolve(text)
+        name = other.vocabulary.aliases.get(tag_name(text), tag_name(text))
+        if len(raw) > 1 or name in other.vocabulary.groups:
+            return f"group:{other.name}:{name}"
+        return f"tag:{other.name}:{raw[0]}"
     if raw is None:
         close = vocab.suggest(text) + [n for n in model.learned if n.startswith(tag_name(text)[:3])][:2]
         hint = f"did you mean {', '.join(close)}?" if close else "genre, mood, or a tag: 'tagger tags' lists them"
@@ -91,7 +101,7 @@ def build_map(store: Store, out: Path, model_name: str | None = None, where: Seq
     from tagger.library.embedding import embedding_model
 
     model = embedding_model(store, model_name)
-    initial = resolve_color(model, color)
+    initial = resolve_color(model, color, [m for m in store.scored_models() if m.id != model.id])
     stored = store.embeddings_of(model, fingerprints=True)
     total = len(stored)
     if where:
@@ -109,9 +119,14 @@ def build_map(store: Store, out: Path, model_name: str | None = None, where: Seq
     near, sims = nearest_all(vectors, NEIGHBOURS, fingerprints)
     rows = {r.id: r for r in store.tracks_under(status="ok")}
     tracks = [rows[int(i)] for i in ids]
-    columns = list(model.tag_ids) + sorted(model.learned.values())
+    others = [m for m in store.scored_models() if m.id != model.id]  # their tags too: colour by any of them
+    columns = list(model.tag_ids) + sorted(model.learned.values()) + [t for m in others for t in m.tag_ids]
     learned_names = {tid: name for name, tid in model.learned.items()}
-    probs = store.score_matrix(ids, columns)
+    probs = store.score_matrix(ids, columns)  # (NaN, drawn as 0, where another model has not scored a track)
+    offsets = {model.id: 0}  # where each model's columns start
+    start = len(model.tag_ids) + len(model.learned)
+    for m in others:
+        offsets[m.id], start = start, start + len(m.tag_ids)
     stats = store.stats(failures=FAILURES_SHOWN)
     other = stats.ok - sum(n for mid, _, _, n in store.model_counts() if mid == model.id)  # not scored by it
     return {
@@ -127,12 +142,15 @@ def build_map(store: Store, out: Path, model_name: str | None = None, where: Seq
         "xy": b64(layout.xy, "<f4"),
         "columns": ([{"key": f"tag:{t}", "label": t, "kind": "tag"} for t in model.vocabulary.tags]
                     + [{"key": f"learned:{learned_names[t]}", "label": learned_names[t].replace("_", " "),
-                        "kind": "learned"} for t in columns[len(model.tag_ids):]]),
-        "groups": [{"key": f"group:{g}", "label": g.replace("_", " "),
-                    "members": [model.vocabulary.tags.index(m) for m in members]}
-                   for g, members in model.vocabulary.groups.items()],
-        "genres": _categories(model, model.vocabulary.genres),
-        "moods": _categories(model, model.vocabulary.moods),
+                        "kind": "learned"} for t in sorted(model.learned.values())]
+                    + [{"key": f"tag:{m.name}:{t}", "label": f"{t} ({m.name})", "kind": "tag"}
+                       for m in others for t in m.vocabulary.tags]),
+        "groups": [{"key": f"group:{g}" if m is model else f"group:{m.name}:{g}",
+                    "label": g.replace("_", " ") + ("" if m is model else f" ({m.name})"),
+                    "members": [offsets[m.id] + m.vocabulary.tags.index(t) for t in members]}
+                   for m in [model, *others] for g, members in m.vocabulary.groups.items()],
+        "genres": _categories([model, *others], offsets, "genres"),
+        "moods": _categories([model, *others], offsets, "moods"),
         "scores": b64(np.round(np.nan_to_num(probs.T, nan=0.0).clip(0, 1) * 255), "u1"),
         "neighbours": b64(near, "<i4"),
         "similarity": b64(np.round(np.nan_to_num(sims, nan=0.0).clip(-1, 1) * 127), "i1"),
@@ -160,12 +178,18 @@ def axis_tags(xy: np.ndarray, probs: np.ndarray, labels: Sequence[str], n: int =
     return out
 
 
-def _categories(model: StoredModel, names: Sequence[str]) -> list[dict]:
-    """Genres or moods: each name's label and the tag columns whose maximum is its score."""
-    vocab = model.vocabulary
+def _categories(models: Sequence[StoredModel], offsets: dict[int, int], kind: str) -> list[dict]:
+    """Genres or moods (``kind``) of every model: each label and the tag columns whose maximum is
+    its score, a label that two vocabularies have (Electronic, Rock) once, with both models'
+    columns (as tagger write ranks a track's genres across its models)."""
     labels = {**GENRES, **MOODS}
-    return [{"label": labels.get(n, n.replace("_", " ")), "members": [vocab.tags.index(t) for t in vocab.resolve(n)]}
-            for n in names]
+    out: dict[str, list[int]] = {}
+    for m in models:
+        vocab = m.vocabulary
+        for n in getattr(vocab, kind):
+            members = out.setdefault(labels.get(n, n.replace("_", " ")), [])
+            members += [offsets[m.id] + vocab.tags.index(t) for t in vocab.resolve(n)]
+    return [{"label": label, "members": members} for label, members in out.items()]
 
 
 def _track_columns(tracks: list, out: Path, link: str) -> dict:
