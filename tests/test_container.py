@@ -51,7 +51,7 @@ def test_scan_fails_a_cut_file_and_counts_formats_by_content(files, tmp_path):
     shutil.copy(files["mp3"], root / "mislabelled.flac")
     shutil.copy(files["flac"], root / "ok.flac")
     db = tmp_path / "lib.db"
-    out = run_cli("scan", root, "--db", db, "--workers", "0")
+    out = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "0")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "failed 1" in out.stdout and "cut.ogg: truncated" in out.stdout, out.stdout
     stats = run_cli("stats", "--db", db, "--json")

@@ -60,7 +60,7 @@ def library(tmp_path_factory):
                 tags.save()
     (root / "lib" / "broken.flac").write_bytes(b"fLaC not really")
     db = root / "lib.db"
-    result = run_cli("scan", root / "lib", "--db", db, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root / "lib", "--db", db, "--workers", "0")
     assert result.returncode == 0, result.stderr
     result = run_cli("map", "--db", db, "--out", root / "map.html")
     assert result.returncode == 0, result.stderr

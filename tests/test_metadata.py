@@ -39,7 +39,7 @@ def tagged(tmp_path_factory):
             f[k] = [v]
         f.save(path) if name.endswith(".mp3") else f.save()
     db = root.parent / "meta.db"
-    result = run_cli("scan", root, "--db", db, "--workers", "1")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "1")
     assert result.returncode == 0 and "failed 0" in result.stdout, result.stderr
     return root, db
 
@@ -110,7 +110,7 @@ def test_tracks_scanned_before_metadata_get_it_on_the_next_scan_without_rescorin
     with sqlite3.connect(old) as conn:  # as a schema-2 library's tracks come out of the migration
         conn.execute("UPDATE tracks SET title = NULL, artist = NULL, year = NULL, metadata_read = NULL")
         before = dict(conn.execute("SELECT path, scanned_at FROM tracks"))
-    result = run_cli("scan", root, "--db", old, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", old, "--workers", "0")
     assert result.returncode == 0 and "0 scanned" in result.stdout, result.stdout + result.stderr
     assert "read the file metadata (artist, title, …) of 5 tracks" in result.stdout
     with sqlite3.connect(old) as conn:

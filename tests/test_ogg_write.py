@@ -257,7 +257,7 @@ def test_cli_write_and_undo_on_every_layout(tmp_path):
     before = {n: p.read_bytes() for n, p in files.items()}
     audio = {n: decoded(p) for n, p in files.items()}
     db = tmp_path / "lib.db"
-    result = run_cli("scan", root, "--db", db, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "0")
     assert result.returncode == 0 and "failed 0" in result.stdout, result.stdout + result.stderr
     result = run_cli("write", "--db", db, "--min", "0", "--fields", "tags,genre", "--force")
     assert result.returncode == 0, result.stdout + result.stderr

@@ -18,7 +18,7 @@ def tracks(db) -> list[str]:
 
 
 def scan(db, *paths):
-    result = run_cli("scan", *paths, "--db", db, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", *paths, "--db", db, "--workers", "0")
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

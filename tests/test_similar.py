@@ -107,7 +107,7 @@ def lib(tmp_path_factory):
         family_file(root / "outside" / f"{family}-x.flac", family, 10)
     shutil.copyfile(root / "lib" / "piano" / "p0.flac", root / "lib" / "piano" / "p0-copy.flac")
     db = root / "lib.db"
-    result = run_cli("scan", root / "lib", "--db", db, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root / "lib", "--db", db, "--workers", "0")
     assert result.returncode == 0, result.stderr
     return root, db
 
@@ -193,13 +193,13 @@ def test_tracks_of_another_model(lib, tmp_path):
     result = run_cli("similar", root / "lib" / "noise" / "n1.flac", "--db", mixed, "-f", "paths", "-n", "3")
     assert result.returncode == 0, result.stderr
     assert {family_of(p) for p in result.stdout.split()} == {"noise"}
-    assert "2 tracks scored by other models are not compared (--same-model" in result.stderr
+    assert "2 tracks not scored by musicnn-vgg-mtt are not compared (--same-model" in result.stderr
     result = run_cli("similar", other / "drums-y.flac", "--db", mixed, "-f", "paths", "-n", "3")
     assert {family_of(p) for p in result.stdout.split()} == {"drums"}
     assert "drums-y.flac was scanned by another model: embedded it now with musicnn-vgg-mtt" in result.stderr
     result = run_cli("similar", other / "drums-y.flac", "--db", mixed, "-f", "paths", "--same-model")
     assert result.returncode == 0 and result.stdout.split() == [str(other / "noise-y.flac")]
-    assert "embedded" not in result.stderr and "17 tracks scored by other models" in result.stderr
+    assert "embedded" not in result.stderr and "17 tracks not scored by musicnn-mtt" in result.stderr
 
 
 def test_duplicates_are_excluded(lib):

@@ -72,7 +72,7 @@ def test_a_full_disk_is_one_line_in_every_command_that_writes_and_nothing_is_hal
 
     files = short_library(tmp_path / "music", 3)
     db = small_disk / "lib.db"
-    assert run_cli("scan", tmp_path / "music", "--db", db, "--workers", "1").returncode == 0
+    assert run_cli("scan", "-m", "musicnn-vgg-mtt", tmp_path / "music", "--db", db, "--workers", "1").returncode == 0
     assert run_cli("write", tmp_path / "music", "--db", db).returncode == 0  # a run to undo
     before = file_bytes(files)
     # another reader keeps DB-wal and DB-shm in place: the disk fills up under a command that
@@ -114,7 +114,7 @@ def scanned_copy(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
     files = short_library(root / "music", 3)
     db = root / "lib.db"
-    assert run_cli("scan", root / "music", "--db", db, "--workers", "1").returncode == 0
+    assert run_cli("scan", "-m", "musicnn-vgg-mtt", root / "music", "--db", db, "--workers", "1").returncode == 0
     return root, files, db
 
 

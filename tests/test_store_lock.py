@@ -74,7 +74,7 @@ def _scan(*args, **kw):
     import subprocess
     import sys
 
-    return subprocess.Popen([sys.executable, "-m", "tagger", "scan", *map(str, args), "--workers", "1"],
+    return subprocess.Popen([sys.executable, "-m", "tagger", "scan", "-m", "musicnn-vgg-mtt", *map(str, args), "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -87,7 +87,7 @@ def test_a_scan_that_lost_its_lock_stops_and_a_learn_beside_it_misses_no_track(t
     from conftest import run_cli
 
     liked = short_library(tmp_path / "liked", 3)
-    assert run_cli("scan", tmp_path / "liked", "--db", pg_url, "--workers", "1").returncode == 0
+    assert run_cli("scan", "-m", "musicnn-vgg-mtt", tmp_path / "liked", "--db", pg_url, "--workers", "1").returncode == 0
     short_library(tmp_path / "more", 40, first=10)
     scan = _scan(tmp_path / "more", "--db", pg_url)
     deadline = time.monotonic() + 120
@@ -142,7 +142,7 @@ def test_the_server_going_away_during_write_is_one_line_and_undo_restores_every_
     from tagger.store.db import db_url
 
     files = short_library(tmp_path / "music", 12, seconds=3.0)
-    assert run_cli("scan", tmp_path / "music", "--db", pg_url, "--workers", "1").returncode == 0
+    assert run_cli("scan", "-m", "musicnn-vgg-mtt", tmp_path / "music", "--db", pg_url, "--workers", "1").returncode == 0
     before = file_bytes(files)
     write = subprocess.Popen([sys.executable, "-m", "tagger", "write", tmp_path / "music", "--db", pg_url],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -40,13 +40,13 @@ def test_a_path_of_any_length_and_a_nul_in_a_tag_cost_nothing(tmp_path, db):
     tags["title"] = "before\x00after"
     tags["artist"] = "Straße"
     tags.save()
-    result = run_cli("scan", root, "--db", db, "--workers", "1")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "1")
     assert result.returncode == 0, result.stderr
     assert "4 scanned" in result.stdout and "failed 0" in result.stdout, result.stdout
     ranked = json.loads(run_cli("query", "-t", "rock", "-n", "0", "-f", "json", "--db", db).stdout)
     assert sorted(r["path"] for r in ranked) == sorted(map(str, [*files, deep, nul]))  # each with its scores
     assert next(r for r in ranked if r["path"] == str(nul))["title"] == "beforeafter"
-    again = run_cli("scan", root, "--db", db, "--workers", "1")  # and a rescan finds them unchanged
+    again = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "1")  # and a rescan finds them unchanged
     assert "0 scanned" in again.stdout and "unchanged 4" in again.stdout, again.stdout
 
 
@@ -134,7 +134,7 @@ def tiny(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny")
     files = short_library(root / "music", 2)
     db = module_db(request, tmp_path_factory, "tiny-db")
-    assert run_cli("scan", root / "music", "--db", db, "--workers", "1").returncode == 0
+    assert run_cli("scan", "-m", "musicnn-vgg-mtt", root / "music", "--db", db, "--workers", "1").returncode == 0
     return files, db
 
 

@@ -35,7 +35,7 @@ def untidy(tmp_path_factory):
     f.save()
     (root / "fake\x1b]0;owned\x07.mp3").write_bytes(b"not audio at all" * 100)
     db = tmp / "lib.db"
-    scan = run_cli("scan", root, "--db", db, "--workers", "0")
+    scan = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "0")
     assert scan.returncode == 0, scan.stdout + scan.stderr
     return root, db, scan, names
 

@@ -45,7 +45,7 @@ def lib(tmp_path):
     flac["MOOD"] = ["Melancholic"]
     flac.save()
     db = tmp_path / "lib.db"
-    result = run_cli("scan", root, "--db", db, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "0")
     assert result.returncode == 0 and "failed 0" in result.stdout, result.stdout + result.stderr
     return root, db
 
@@ -94,7 +94,7 @@ def test_fields_per_format_and_audio_untouched(lib):
         assert len(mutagen.File(root / name).tags.getall("TXXX:TAGGER_TAGS")[0].text) == 4
 
     # the database follows the rewritten files: a rescan touches nothing
-    rescan = run_cli("scan", root, "--db", db)
+    rescan = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db)
     assert "0 scanned" in rescan.stdout and "unchanged 8" in rescan.stdout
 
 
@@ -125,7 +125,7 @@ def test_force_never_empties_the_users_fields(lib):
     flac = mutagen.File(root / "b.flac")
     flac["GROUPING"] = ["Live"]
     flac.save()
-    assert run_cli("scan", root, "--db", db).returncode == 0  # the database learns the file's new state
+    assert run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db).returncode == 0  # the database learns the file's new state
     # no tag reaches --min 1.0: there is nothing to put into genre, mood or grouping
     write(db, "--fields", "genre,mood,grouping", "--force", "--min", "1.0")
     flac = mutagen.File(root / "b.flac")
@@ -184,7 +184,7 @@ def test_scan_write_tags(tmp_path):
     root = tmp_path / "m"
     root.mkdir()
     write_audio(root / "x.flac", music_like(4.0, 22050, 1), 22050)
-    result = run_cli("scan", root, "--db", tmp_path / "d.db", "--write-tags", "--min", "0.0", "--top", "3")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", tmp_path / "d.db", "--write-tags", "--min", "0.0", "--top", "3")
     assert result.returncode == 0 and "tags written into files: written 1" in result.stdout
     assert len(mutagen.File(root / "x.flac")["TAGGER_TAGS"]) == 3
 
@@ -214,7 +214,7 @@ def test_scan_writing_in_many_batches_is_one_undoable_run(tmp_path):
         write_audio(root / f"t{i:02d}.flac", music_like(20.0, 16000, i))
     before = {p.name: sha(p) for p in root.iterdir()}
     db = tmp_path / "d.db"
-    result = run_cli("scan", root, "--db", db, "--write-tags", "--min", "0.0", "--workers", "0", "--chunks", "all")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--write-tags", "--min", "0.0", "--workers", "0", "--chunks", "all")
     assert result.returncode == 0 and "written 30" in result.stdout
     undone = write(db, "--undo")
     assert "written 30" in undone.stdout

@@ -54,7 +54,7 @@ def test_nothing_above_min_writes_nothing_and_remove_leaves_no_empty_tag(tmp_pat
     assert mutagen.File(mp3).tags is None and mutagen.File(wav).tags is None
     original = {p: sha(p) for p in (mp3, wav)}
     db = tmp_path / "lib.db"
-    result = run_cli("scan", root, "--db", db, "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "0")
     assert result.returncode == 0, result.stdout + result.stderr
 
     # no tag reaches --min: no TAGGER_MODEL-only write, and the summary says why

@@ -84,7 +84,7 @@ def template(tmp_path_factory):
     write_audio(lib / "g.opus", music_like(2.0, 48000, 8), 48000, format="OGG", subtype="OPUS")
     write_audio(outside / "real.flac", music_like(2.0, 22050, 5), 22050)
     (lib / "link.flac").symlink_to(Path("..") / "outside" / "real.flac")
-    result = run_cli("scan", lib, "--db", work / "lib.db", "--workers", "0")
+    result = run_cli("scan", "-m", "musicnn-vgg-mtt", lib, "--db", work / "lib.db", "--workers", "0")
     assert result.returncode == 0 and "failed 0" in result.stdout, result.stdout + result.stderr
     shutil.copytree(work, base / "template", symlinks=True)  # copy2: sizes and mtimes kept
     return base
@@ -163,7 +163,7 @@ def test_sigkill_mid_run_then_write_and_undo(tmp_path):
     for i in range(n):  # many small files, so that the kill comes mid-run
         write_audio(root / f"t{i:02d}.flac", music_like(1.0, 8000, i), 8000)
     db = tmp_path / "d.db"
-    scanned = run_cli("scan", root, "--db", db, "--workers", "0", "--chunks", "1")
+    scanned = run_cli("scan", "-m", "musicnn-vgg-mtt", root, "--db", db, "--workers", "0", "--chunks", "1")
     assert scanned.returncode == 0 and f"{n} scanned" in scanned.stdout, scanned.stdout + scanned.stderr
     before = {p.name: all_tags(p) for p in root.iterdir()}
     first, first_inode = root / "t00.flac", (root / "t00.flac").stat().st_ino

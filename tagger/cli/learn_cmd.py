@@ -87,9 +87,9 @@ def _learn(library, name: str, like: list[str], unlike: list[str], model_name: s
     for option, chosen in (("--like", liked), ("--unlike", unliked)):
         if chosen is not None and chosen.other_model:
             if not chosen.ids:
-                raise UsageError(None, f"every {option} track is scored by another model than {model.name}",
+                raise UsageError(None, f"no {option} track is scored by {model.name}",
                                  "--model NAME learns on another model's tracks; nothing was learned")
-            warn(f"warning: {plural(chosen.other_model, option + ' track')} scored by other models than "
+            warn(f"warning: {plural(chosen.other_model, option + ' track')} not scored by "
                  f"{model.name} left out (--model chooses the model)")
     specs = {"like_specs": liked.specs, "unlike_specs": unliked.specs if unliked else []}
     report = learn(library, model, name, liked.ids, unliked.ids if unliked else None, seed, specs)

@@ -53,7 +53,7 @@ def map_command(
     if summary.filtered_out:
         warn(f"{plural(summary.filtered_out, 'track')} left out by --where")
     if summary.other_models:
-        warn(f"{plural(summary.other_models, 'track')} scored by other models are not on the map "
-             "(--model NAME maps those)")
+        warn(f"{plural(summary.other_models, 'track')} not scored by {summary.model} are not on the map "
+             "(--model NAME maps another model's tracks)")
     if summary.failed:
         warn(f"{plural(summary.failed, 'file')} that failed to decode are not on the map (the page lists them)")

@@ -70,7 +70,7 @@ def similar_command(
         warn(f"{printable(result.query.path)} {why}: embedded it now with {result.query.model.name}")
     WRITERS[fmt](result.neighbours)
     if result.other_models:
-        warn(f"{plural(result.other_models, 'track')} scored by other models are not compared"
+        warn(f"{plural(result.other_models, 'track')} not scored by {result.query.model.name} are not compared"
              + ("" if same_model else " (--same-model compares a track with those of its own model)"))
     if not result.neighbours:
         warn("no other track to compare with")

@@ -227,7 +227,7 @@ class Neighbour:
 class SimilarResult:
     query: Anchor
     neighbours: list[Neighbour]
-    other_models: int  # 'ok' tracks left out: scored by another model
+    other_models: int  # 'ok' tracks left out: not scored by the model compared by
     embedded: bool  # the query was embedded now (a file not in the library with that model)
 
 
