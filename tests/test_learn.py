@@ -4,6 +4,7 @@ with the real command line."""
 
 import json
 import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -263,6 +264,12 @@ def test_tracks_scored_by_a_second_model_keep_it(library, learned, tmp_path):
     everyone = len(query(db, "--tag", "my_piano"))
     assert len(query(db2, "--tag", "my_piano")) == everyone
     assert len(query(db2, "--tag", "my_piano", "--model", "musicnn-mtt")) == everyone
+    # two terms from two models: my_piano from the one that learned it, piano from --model's,
+    # which scored the chords only; the note names the second term's model
+    result = run_cli("query", "--db", db2, "-f", "json", "-n", "0", "-t", "my_piano", "-t", "piano", "-m", "musicnn-mtt")
+    ranked = json.loads(result.stdout)
+    assert {Path(r["path"]).parent.name for r in ranked} == {"chords"}
+    assert f"{everyone - len(ranked)} tracks not scored by musicnn-mtt (where piano comes from)" in result.stderr
 
 
 def test_refusals(library, learned, tmp_path):

@@ -371,3 +371,31 @@ def test_score_matrix_reads_learned_tags_from_their_own_table(lib):
     model = library.model(model_id=model.id)
     got = library.score_matrix(np.array(ids, dtype=np.int64), [model.tag_ids[0], model.learned["mine"]])
     assert got[:, 1].tolist() == [0.25, 0.5, 0.75] and not np.isnan(got[:, 0]).any()
+
+
+def test_a_changed_file_loses_the_scores_of_models_that_did_not_score_it_again(db):
+    """Other models' scores stay with the content they scored: the same fingerprint keeps them
+    (test_schema_4_… above), a new one drops them with their embeddings."""
+    library = Store(db)
+    mtt = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    msd = library.ensure_model(read_card("musicnn-vgg-msd"), 256)
+    out = ModelOutput(np.full(50, 0.5, np.float32), np.ones(256, np.float32))
+    library.save([TrackResult("/m/a.flac", 1, 1, "a" * 40, "flac", 3.0, 1, (out, out))], [mtt, msd])
+    track = library.track("/m/a.flac").id
+    assert library.track_states()["/m/a.flac"].model_ids == {mtt.id, msd.id}
+    library.save([TrackResult("/m/a.flac", 2, 2, "b" * 40, "flac", 3.0, 1, (out,))], mtt)  # rewritten
+    assert library.track_states()["/m/a.flac"].model_ids == {mtt.id}
+    assert library.track_scores(track, msd) == {} and library.embedding(track, msd) is None
+    assert len(library.track_scores(track, mtt)) == 50
+
+
+def test_model_sets_of_more_tracks_than_one_statement_takes(tmp_path):
+    """model_sets reads ids 900 at a time (SQLite's old parameter limit): none is lost between."""
+    library = Store(str(tmp_path / "many.db"))
+    model = library.ensure_model(read_card("musicnn-vgg-mtt"), 256)
+    out = ModelOutput(np.full(50, 0.5, np.float32), np.zeros(256, np.float32))
+    library.save([TrackResult(f"/m/{i:04d}.flac", 1, i, f"{i:040x}", "flac", 3.0, 1, (out,)) for i in range(1801)],
+                 model)
+    ids = [s.id for s in library.track_states().values()]
+    got = library.model_sets(ids)
+    assert len(ids) == 1801 and sorted(got) == sorted(ids) and set(got.values()) == {frozenset({model.id})}

@@ -105,3 +105,16 @@ def test_a_missing_track_found_again_comes_back_and_outside_roots_stays(tmp_path
              str(away): state(2, away, "f" * 40, size=5, mtime=5)}
     plan = plan_scan(known, [root], [MODEL])
     assert plan.back == [1] and plan.missing == [] and plan.todo == []
+
+
+def test_a_file_stored_twice_keeps_the_track_of_the_scan_s_models(tmp_path):
+    """Two tracks of one file (a path and a symlink to it): the one these models scored stays,
+    whichever was stored first."""
+    root = tmp_path / "lib"
+    real = put(root / "a.wav", riff(1))
+    link = root / "b.wav"
+    link.symlink_to(real)
+    known = {str(real): state(1, real, fingerprint(real), model=2),
+             str(link): state(2, link, fingerprint(real), model=1)}
+    assert plan_scan(known, [root], [1]).duplicates == [1]
+    assert plan_scan(known, [root], [2]).duplicates == [2]

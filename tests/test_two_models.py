@@ -103,7 +103,11 @@ def test_show_and_tags_list_both_vocabularies(library):
     assert listed["models"][MSD]["tags"]["80s"]["kind"] == "decade"
     text = run_cli("tags", "--db", db).stdout
     assert f"tags of {MTT}" in text and f"tags of {MSD}" in text
-    assert f"--model {MSD} reads it from this one" in text  # rock, pop…: names both have
+    shadow_notes = [line for line in text.splitlines() if "also a name of" in line]
+    assert len(shadow_notes) == 1 and shadow_notes[0].endswith(f"--model {MSD} reads it from this one.")
+    shadowed = shadow_notes[0].split(":")[0].split(", ")
+    assert {"rock", "pop", "electronic", "female_vocals", "no_vocals"} <= set(shadowed)  # names both have
+    assert "jazz" not in shadowed and "hip_hop" not in shadowed
 
 
 def test_write_takes_genres_from_both_vocabularies(library):
@@ -173,3 +177,44 @@ def test_the_map_colours_by_both_vocabularies(library, tmp_path):
     paths = [f"{data['dirs'][d]}/{name}" for d, name in zip(folder, data["files"])]
     want = [msd[p]["jazz"] for p in paths]
     np.testing.assert_allclose(scores[keys.index(f"tag:{MSD}:jazz")] / 255, want, atol=1 / 255)
+
+
+def test_the_map_s_columns_stay_in_place_beside_a_learned_tag(library, tmp_path):
+    """A learned tag of the embedding model takes a column before the other model's tags: every
+    group and genre still points at its own tags' columns."""
+    import shutil
+
+    from tagger.library.map import build_map
+    from tagger.store.catalog import Store
+
+    root, dbs = library
+    shutil.copy(dbs["both"], tmp_path / "learned.db")
+    store = Store(str(tmp_path / "learned.db"))
+    mtt = store.model(name=MTT)
+    ids = [s.id for s in store.track_states().values()]
+    store.store_learned(mtt, "mine", {"weights": b"", "bias": 0.0, "mean": b"", "scale": b""}, {}, ids,
+                        [0.5] * len(ids))
+    data = build_map(store, tmp_path / "map.html")
+    keys = [c["key"] for c in data["columns"]]
+    assert len(keys) == 101 and keys[50] == "learned:mine" and keys[51] == f"tag:{MSD}:rock"
+    genres = {g["label"]: [keys[j] for j in g["members"]] for g in data["genres"]}
+    assert genres["Jazz"] == [f"tag:{MSD}:jazz"] and genres["Classical"] == ["tag:classical", "tag:classic"]
+    groups = {g["key"]: [keys[j] for j in g["members"]] for g in data["groups"]}
+    assert sorted(groups[f"group:{MSD}:chill"]) == [f"tag:{MSD}:chill", f"tag:{MSD}:chillout"]
+
+
+def test_a_file_tagged_by_one_model_is_written_again_when_a_second_scores_it(tmp_path):
+    """Tagged with the MTT model's tags, then the MSD model added: a write without --force
+    is not 'tagged already' (a model of the file's values is new) and adds MSD's genres."""
+    from tagger.files.tagfile import TagFile
+
+    (tmp_path / "lib").mkdir()
+    song = write_audio(tmp_path / "lib" / "song.ogg", music_like(7.0, 22050, 40), 22050, subtype="VORBIS")
+    db = tmp_path / "one.db"
+    for model in (MTT, MSD):
+        assert run_cli("scan", tmp_path / "lib", "--db", db, "-m", model, *SCAN).returncode == 0
+        result = run_cli("write", "--db", db, "--fields", "tags,genre", "--top", "5", "--min", "0")
+        assert result.returncode == 0 and "written 1" in result.stdout, result.stdout
+    written = TagFile(song).read_all()
+    assert [v.split(" sha256:")[0] for v in written["model"]] == [MTT, MSD]
+    assert written["genre"]  # (filled by the first write; a user's field is never overwritten)
