@@ -144,3 +144,25 @@ def test_a_tiny_folder_fills_every_split_or_says_what_it_needs(tmp_path):
     _folder(small, 2)
     with pytest.raises(UsageError, match="needs at least 3"):
         load_folder(small, seed=0)
+
+
+def test_a_split_short_of_clips_takes_them_from_train_nearest_first():
+    """Valid left empty by the hashes: its two clips come from train (the hashes nearest valid's
+    interval there), not from test, whose clips lie nearer but which has few (a mutation of the
+    train-first rule went unnoticed before this)."""
+    from training.splits import assign_splits, position
+
+    fractions = {"valid": 0.1, "test": 0.1}
+    test_keys, train_keys, n = [], [], 0
+    while len(test_keys) < 4 or len(train_keys) < 12:
+        key, n = f"clip-{n}.wav", n + 1
+        u = position(key, 0)
+        if 0.1 <= u < 0.2 and len(test_keys) < 4:
+            test_keys.append(key)
+        elif u >= 0.2 and len(train_keys) < 12:
+            train_keys.append(key)
+    keys = test_keys + train_keys
+    out = assign_splits([None] * len(keys), [np.zeros(3, dtype=int)] * len(keys), keys, 0, fractions, "labels.csv")
+    nearest_train = sorted(train_keys, key=lambda k: position(k, 0))[:2]
+    assert sorted(k for k, s in zip(keys, out) if s == "valid") == sorted(nearest_train)
+    assert [s for k, s in zip(keys, out) if k in test_keys] == ["test"] * 4
