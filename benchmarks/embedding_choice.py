@@ -34,12 +34,11 @@ from pathlib import Path
 import numpy as np
 
 # the benchmarks beside this one (run as a script, its folder is sys.path[0]): their measures
-from learn_quality import CORPUS, LIKE
+from learn_quality import CORPUS, LIKE, trial
 from similarity import paired_ci, precision
 
 from tagger.errors import UsageError
 from tagger.library import learned as L
-from tagger.library import logistic
 from tagger.library.similar import DEFAULT_SPACE, EmbeddingIndex, Space, fit_space
 from tagger.library.standardise import Standardiser
 from tagger.store.catalog import Store, StoredModel
@@ -141,20 +140,10 @@ def learn_quality(corpus: Corpus, parts: list[int], repeats: int) -> tuple[np.nd
     groups = [g for g in sorted(set(labels)) if (labels == g).sum() >= LIKE + 3]
     rp, auc = [], []
     for g in groups:
-        members = np.flatnonzero(labels == g)
         for rep in range(repeats):
-            rng = np.random.default_rng(rep)
-            liked = rng.choice(members, LIKE, replace=False)
-            neg = np.searchsorted(ids, L.sample_negatives(ids, ids[liked], rep))
-            zz = np.concatenate([z[liked], z[neg]])
-            y = np.r_[np.ones(LIKE), np.zeros(len(neg))]
-            w, b = L.fit(zz, y, rep)
-            p = L.Classifier(w, b, mean, scale).probabilities(x)
-            rest = np.setdiff1d(np.arange(len(ids)), liked)
-            same = labels[rest] == g
-            top = rest[np.argsort(-p[rest], kind="stable")[:same.sum()]]
-            rp.append(np.mean(labels[top] == g))
-            auc.append(logistic.roc_auc(same.astype(float), p[rest]))
+            r, a, _, _ = trial(x, z, mean, scale, ids, labels, g, rep)
+            rp.append(r)
+            auc.append(a)
     return np.array(rp), np.array(auc)
 
 

@@ -61,24 +61,33 @@ def main() -> None:
         L.C = c
         rp, auc, p_same, p_rest = [], [], [], []
         for g in groups:
-            members = np.flatnonzero(labels == g)
             for rep in range(args.repeats):
-                rng = np.random.default_rng(rep)
-                liked = rng.choice(members, LIKE, replace=False)
-                neg = np.searchsorted(ids, L.sample_negatives(ids, ids[liked], rep))
-                zz = np.concatenate([z[liked], z[neg]])
-                y = np.r_[np.ones(LIKE), np.zeros(len(neg))]
-                w, b = L.fit(zz, y, rep)
-                p = L.Classifier(w, b, mean, scale).probabilities(x)
-                rest = np.setdiff1d(np.arange(len(ids)), liked)
-                same = labels[rest] == g
-                top = rest[np.argsort(-p[rest], kind="stable")[:same.sum()]]
-                rp.append(np.mean(labels[top] == g))
-                auc.append(logistic.roc_auc(same.astype(float), p[rest]))
-                p_same.append(np.median(p[rest][same]))
-                p_rest.append(np.median(p[rest][~same]))
+                r, a, ps, pr = trial(x, z, mean, scale, ids, labels, g, rep)
+                rp.append(r)
+                auc.append(a)
+                p_same.append(ps)
+                p_rest.append(pr)
         print(f"{c:>6} {np.mean(rp):>12.3f} {np.mean(auc):>8.3f} {np.mean(p_same):>13.3f} {np.mean(p_rest):>8.3f}"
               f"  {chance:.3f}")
+
+
+def trial(x: np.ndarray, z: np.ndarray, mean: np.ndarray, scale: np.ndarray, ids: np.ndarray,
+          labels: np.ndarray, group: str, rep: int) -> tuple[float, float, float, float]:
+    """One draw: LIKE tracks of ``group`` liked (seed ``rep``), a tag fitted as tagger learn fits
+    it on the standardised ``z``, the rest ranked by it. Returns (R-precision, ROC-AUC, median p
+    of the group's other tracks, median p of the rest)."""
+    rng = np.random.default_rng(rep)
+    liked = rng.choice(np.flatnonzero(labels == group), LIKE, replace=False)
+    neg = np.searchsorted(ids, L.sample_negatives(ids, ids[liked], rep))
+    zz = np.concatenate([z[liked], z[neg]])
+    y = np.r_[np.ones(LIKE), np.zeros(len(neg))]
+    w, b = L.fit(zz, y, rep)
+    p = L.Classifier(w, b, mean, scale).probabilities(x)
+    rest = np.setdiff1d(np.arange(len(ids)), liked)
+    same = labels[rest] == group
+    top = rest[np.argsort(-p[rest], kind="stable")[:same.sum()]]
+    return (float(np.mean(labels[top] == group)), float(logistic.roc_auc(same.astype(float), p[rest])),
+            float(np.median(p[rest][same])), float(np.median(p[rest][~same])))
 
 
 if __name__ == "__main__":
