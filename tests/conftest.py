@@ -153,9 +153,9 @@ _SHARED = "TAGGER_TEST_SHARED"  # a folder the run's processes (pytest-xdist wor
 # xdist hands whole files to its workers in collection order: the slowest files go first, so
 # that a run does not end with one worker on a long file while the other has nothing left (the
 # rest keep their order; measured with --durations=0 on 2 cores)
-SLOWEST_FILES = ("test_train.py", "test_train_small.py", "test_engine.py", "test_learn.py", "test_ray.py",
-                 "test_postgres.py", "test_cli.py", "test_write.py", "test_parity.py", "test_similar.py",
-                 "test_library.py", "test_scan.py")
+SLOWEST_FILES = ("test_train.py", "test_train_small.py", "test_ray.py", "test_postgres.py", "test_teacher.py",
+                 "test_startup.py", "test_engine.py", "test_learn.py", "test_similar.py", "test_two_models.py",
+                 "test_cli.py", "test_write.py", "test_parity.py", "test_library.py", "test_scan.py")
 
 
 def pytest_collection_modifyitems(config, items):

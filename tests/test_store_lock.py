@@ -46,7 +46,9 @@ def _terminate(url: str, pids: list[int]) -> None:
     engine = create_engine(db_url(url))
     with engine.connect() as conn:
         for pid in pids:
-            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            # (with a timeout it waits until the backend is gone, so its locks are released: without
+            # one it only signals, and a check right after could still see the lock held)
+            conn.execute(text("SELECT pg_terminate_backend(:pid, 5000)"), {"pid": pid})
     engine.dispose()
 
 

@@ -36,7 +36,7 @@ _QUERY = re.compile(r"(?P<tags>[^>]+?)\s*(?:>=\s*(?P<min>[0-9]*\.?[0-9]+))?\s*")
 class ExampleSet:
     ids: list[int] = field(default_factory=list)  # track ids scored by the model, in order, once each
     specs: list[str] = field(default_factory=list)  # as they can be typed again (paths made absolute)
-    other_model: int = 0  # tracks named but scored by another model: left out
+    other_model: int = 0  # tracks named but not scored by the model: left out
 
 
 def resolve(library: Store, model: StoredModel, specs: Sequence[str], option: str) -> ExampleSet:

@@ -47,7 +47,7 @@ class MapSummary:
     tracks: int
     model: str
     bytes: int
-    other_models: int  # 'ok' tracks left out: scored by another model
+    other_models: int  # 'ok' tracks left out: not scored by the map's model
     filtered_out: int  # tracks of the model left out by --where
     failed: int
     seconds: float
