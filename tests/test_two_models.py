@@ -218,3 +218,19 @@ def test_a_file_tagged_by_one_model_is_written_again_when_a_second_scores_it(tmp
     written = TagFile(song).read_all()
     assert [v.split(" sha256:")[0] for v in written["model"]] == [MTT, MSD]
     assert written["genre"]  # (filled by the first write; a user's field is never overwritten)
+
+
+def test_a_write_given_the_models_before_one_was_added_still_reads_both(library):
+    """scan --write-tags reads the library's models once; a model whose first tracks a later
+    commit stores (Ray's second pass) is read again, not left out of GENRE."""
+    from tagger.library.writer import WriteOptions, write_tracks
+    from tagger.store.catalog import Store
+
+    root, dbs = library
+    store = Store(str(dbs["both"]), create=False)
+    rows = store.tracks_at([str(root / n) for n in FILES])
+    options = WriteOptions(top=5, min_prob=0.0, fields=("genre",), dry_run=True)
+    stale = [m for m in store.scored_models() if m.name == MTT]
+    fresh = write_tracks(store, rows, options)
+    assert [o.changes for o in write_tracks(store, rows, options, models=stale)] == [o.changes for o in fresh]
+    assert any(v for o in fresh for f, _, v in o.changes if f == "model" and len(v) == 2)

@@ -60,7 +60,7 @@ def query_command(
     terms = library_terms(library, tag, not_tag, prefer)
     rows = run_query(library, TrackQuery(terms, min_score, top or None, parse_where(where)))
     WRITERS[fmt](rows, terms)
-    _note_unscored(library.model_counts(), library.stats(failures=0).ok, terms)
+    _note_unscored(library.model_counts(), library.ok_count(), terms)
     _note_weak_match(rows, terms, min_score, where)
 
 

@@ -219,14 +219,16 @@ class _TagWriting:
         self.run_id: int | None = None
         self.counts: dict[str, int] = {}
         self.problems: list = []  # FileOutcomes of files not written: named after the summary
+        self.models: list | None = None  # the library's models, main first: read at the first commit
 
     def __call__(self, library, results) -> None:
         from tagger.library.writer import start_write_run, write_tracks
 
         if self.run_id is None:
             self.run_id = start_write_run(library, self.options)
+            self.models = library.scored_models()
         rows = library.tracks_at([r.path for r in results])
-        for outcome in write_tracks(library, rows, self.options, run_id=self.run_id):
+        for outcome in write_tracks(library, rows, self.options, run_id=self.run_id, models=self.models):
             self.counts[outcome.status] = self.counts.get(outcome.status, 0) + 1
             if outcome.status in ("failed", "skipped"):
                 self.problems.append(outcome)

@@ -40,9 +40,7 @@ def _neighbourhood(db: str | None, model: str | None = None) -> Neighbourhood:
 
 def _say_embedding(hood: Neighbourhood, model_name: str | None) -> None:
     """Where several models scored the library, whose embedding this was (on stderr)."""
-    from tagger.library.embedding import several_models
-
-    if several_models(hood.library):
+    if len(hood.model_counts()) > 1:
         how = "asked for" if model_name else "--model NAME chooses another"
         warn(f"compared by the embedding of {hood.main_model().name} ({how})")
 

@@ -17,12 +17,14 @@ from tagger.store.catalog import Store, StoredModel
 MEASURED_BEST = ("musicnn-vgg-mtt", "musicnn-mtt", "musicnn-msd", "musicnn-vgg-msd")
 
 
-def embedding_model(library: Store, name: str | None = None) -> StoredModel:
+def embedding_model(library: Store, name: str | None = None,
+                    counts: list[tuple[int, str, str, int]] | None = None) -> StoredModel:
     """The model whose embeddings to read: ``name`` (a model name or hash prefix), else the
-    default above. Raises UsageError where the library holds no tagged track."""
+    default above (``counts``: ``Store.model_counts()`` where the caller has it already: it
+    reads every track). Raises UsageError where the library holds no tagged track."""
     if name:
         return library.model(name=name)
-    counts = library.model_counts()
+    counts = library.model_counts() if counts is None else counts
     if not counts:
         return library.model()  # raises: no tagged tracks yet
     most = counts[0][3]
@@ -30,8 +32,3 @@ def embedding_model(library: Store, name: str | None = None) -> StoredModel:
     rank = {n: i for i, n in enumerate(MEASURED_BEST)}
     best = min(tied, key=lambda t: (rank.get(t[1], len(rank)), t[0]))
     return library.model(model_id=best[0])
-
-
-def several_models(library: Store) -> bool:
-    """Whether more than one model scored tracks here (then commands say whose embedding they read)."""
-    return len(library.model_counts()) > 1

@@ -257,10 +257,12 @@ class Neighbourhood:
         if self._main is None:
             from tagger.library.embedding import embedding_model
 
-            self._main = embedding_model(self.library, self.model_name)
+            self._main = embedding_model(self.library, self.model_name,
+                                         None if self.model_name else self.model_counts())
         return self._main
 
-    def _model_counts(self) -> list:
+    def model_counts(self) -> list[tuple[int, str, str, int]]:
+        """``Store.model_counts()``, read once (each count reads every track)."""
         if self._counts is None:
             self._counts = self.library.model_counts()
         return self._counts
@@ -355,7 +357,7 @@ class Neighbourhood:
 
     def _other_models(self, model: StoredModel) -> int:
         """How many 'ok' tracks ``model`` has not scored (they are not searched)."""
-        scored = sum(n for mid, _, _, n in self._model_counts() if mid == model.id)
+        scored = sum(n for mid, _, _, n in self.model_counts() if mid == model.id)
         return self.library.ok_count() - scored
 
     def _rows(self, index: EmbeddingIndex, hits: Sequence[tuple[int, float]]) -> list[Neighbour]:

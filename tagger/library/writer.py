@@ -47,7 +47,6 @@ class WriteOptions:
     force: bool = False
     dry_run: bool = False
     break_hardlinks: bool = False  # write hard-linked files anyway (this name gets its own copy)
-    model: str | None = None  # whose top tags to write where several models scored a track (None: the largest)
 
 
 @dataclass
@@ -279,17 +278,21 @@ def start_write_run(library: Store, options: WriteOptions) -> int:
 
 def write_tracks(library: Store, rows: Sequence, options: WriteOptions,
                  on_file: Callable[[FileOutcome], None] | None = None,
-                 run_id: int | None = None) -> list[FileOutcome]:
+                 run_id: int | None = None, models: Sequence[StoredModel] | None = None) -> list[FileOutcome]:
     """Write tags for track ``rows`` (from Library.tracks_under); one outcome per row. The
     changes are journaled in ``run_id`` (a new run if None), so that a scan writing in many
-    batches is still one undoable run."""
+    batches is still one undoable run. ``models``: the library's models, the main one first
+    (``Store.scored_models()``, which reads every track: a scan writing at every commit reads
+    it once)."""
     journal = Journal(library)
     if not options.dry_run:
         _remove_stale_temps(r.path for r in rows)
         if run_id is None:
             run_id = start_write_run(library, options)
-    order = library.scored_models(library.model(name=options.model) if options.model else None)
+    order = library.scored_models() if models is None else models
     scored_by = library.model_sets([r.id for r in rows])
+    if {i for s in scored_by.values() for i in s} - {m.id for m in order}:  # a model new since ``models``
+        order = library.scored_models()
     outcomes = []
     for row in rows:
         models = [m for m in order if m.id in scored_by.get(row.id, ())]
